@@ -1,0 +1,168 @@
+"""The project configuration, `sftline.yaml`, as pydantic models.
+
+Validation collects every problem and raises one `ConfigError` that lists them all, each with
+its dotted path in the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sftline.errors import ConfigError, ProjectNotFound
+
+CONFIG_FILE = "sftline.yaml"
+STATE_DIR = ".sftline"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutputFormat(_Strict):
+    """What a correct target looks like."""
+
+    kind: Literal["text", "labels", "json_schema"] = "text"
+    """`text`: free text; `labels`: one label from `labels`; `json_schema`: JSON valid against `schema`."""
+    labels: list[str] | None = None
+    """The label set, for `kind: labels`; left empty, the labels seen in the training data."""
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    """A JSON schema (draft 2020-12) every target must validate against, for `kind: json_schema`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _matches_kind(self) -> OutputFormat:
+        if self.kind == "labels" and self.labels and len(set(self.labels)) != len(self.labels):
+            raise ValueError("'labels' has duplicates")
+        if self.kind == "json_schema":
+            if self.json_schema is None:
+                raise ValueError("kind 'json_schema' needs a 'schema'")
+            from jsonschema import Draft202012Validator
+            from jsonschema.exceptions import SchemaError
+
+            try:
+                Draft202012Validator.check_schema(self.json_schema)
+            except SchemaError as exc:
+                raise ValueError(f"'schema' is not a valid JSON schema: {exc.message}") from exc
+        return self
+
+
+class Limits(_Strict):
+    """Length limits, in tokens of the base model's tokenizer."""
+
+    max_length: int = Field(default=2048, gt=0)
+    """Longest rendered example (prompt + target) used in training."""
+    max_target_tokens: int = Field(default=512, gt=0)
+    """Longest answer a served model may give."""
+
+
+class Contract(_Strict):
+    """The behaviour contract: the seed of every station."""
+
+    task: Literal["chat", "classify"] = "chat"
+    """`chat`: generation with the model's chat template; `classify`: a label per input."""
+    system_prompt: str | None = None
+    """Used by training and serving alike."""
+    output: OutputFormat = OutputFormat()
+    abstention: str | None = None
+    """The answer (or label) that means "out of scope", for example `oos`."""
+    refusal_phrases: list[str] = []
+    """Phrases that mark a refusal in generated text."""
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _abstention_in_labels(self) -> Contract:
+        labels = self.output.labels
+        if self.output.kind == "labels" and self.abstention and labels and self.abstention not in labels:
+            raise ValueError(f"abstention answer {self.abstention!r} is not in output.labels")
+        if self.task == "classify" and self.output.kind != "labels":  # labels may come from the data
+            raise ValueError("task 'classify' needs output.kind 'labels'")
+        return self
+
+
+class ProjectConfig(_Strict):
+    """The whole of sftline.yaml."""
+
+    project: str
+    """The project's name."""
+    database_url: str | None = None
+    """SQLAlchemy URL of the record; default SQLite in .sftline/record.db. SFTLINE_DB_URL overrides."""
+    contract: Contract = Contract()
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str) -> ProjectConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def load_config(path: Path) -> ProjectConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    return parse_config(data, str(path))
+
+
+class Project:
+    """A project folder: its config and where its state lives."""
+
+    def __init__(self, root: Path, config: ProjectConfig) -> None:
+        self.root = root
+        self.config = config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.state_dir / "objects"
+
+    @property
+    def models_cache_dir(self) -> Path:
+        return self.state_dir / "cache" / "models"
+
+    @property
+    def database_url(self) -> str:
+        """SFTLINE_DB_URL, else sftline.yaml's database_url, else SQLite in .sftline/record.db."""
+        env = os.environ.get("SFTLINE_DB_URL")
+        if env:
+            return env
+        if self.config.database_url:
+            return self.config.database_url
+        return f"sqlite:///{self.state_dir / 'record.db'}"
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Project:
+        """The project at `start` or the nearest folder above it holding sftline.yaml."""
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / CONFIG_FILE).is_file():
+                return cls(folder, load_config(folder / CONFIG_FILE))
+        raise ProjectNotFound(
+            f"no {CONFIG_FILE} in {here} or above; run `sftline init <folder>` or pass --project"
+        )

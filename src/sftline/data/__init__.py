@@ -1,0 +1,1 @@
+"""Canonical examples, format readers, dataset versions and diffs."""

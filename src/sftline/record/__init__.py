@@ -1,0 +1,1 @@
+"""The project record: SQLAlchemy schema, migrations, the object store, atomic writes."""
