@@ -1,0 +1,1 @@
+"""Quality gates: each gate flags examples with a reason; the runner quarantines or warns."""
