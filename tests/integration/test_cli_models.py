@@ -1,0 +1,57 @@
+"""`sftline models ...` end to end: the embedded MiniLM, a registered local folder, the list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sftline.cli.main import main
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+@pytest.fixture
+def tiny_llama(tmp_path: Path) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=128, vocab_size=256)
+    folder = tmp_path / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def test_pull_register_and_list(project_dir: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pulled = run_json(capsys, "models", "pull", "minilm")
+    assert pulled["name"] == "minilm-l6" and pulled["kind"] == "encoder"
+    assert Path(pulled["path"]) == project_dir / ".sftline" / "cache" / "models" / "minilm-l6"
+    assert (Path(pulled["path"]) / "model.safetensors").is_file()
+    again = run_json(capsys, "models", "pull", "minilm-l6")
+    assert again["content_hash"] == pulled["content_hash"]
+
+    with pytest.warns(UserWarning, match="tokenizer"):
+        registered = run_json(capsys, "models", "register", "tiny", str(tiny_llama))
+    assert registered["kind"] == "causal-lm" and registered["source"] == f"local:{tiny_llama}"
+
+    listed = {row["name"]: row for row in run_json(capsys, "models", "list")}
+    assert listed["minilm-l6"]["status"] == "pulled"
+    assert listed["minilm-l6"]["content_hash"] == pulled["content_hash"]
+    assert listed["smollm2-135m-instruct"]["status"] == "not pulled"
+    assert listed["tiny"]["status"] == "registered"
+
+
+@pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def test_unknown_model_is_one_line(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["models", "pull", "gpt-17"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "minilm-l6" in err[0] and "smollm2-135m-instruct" in err[0]
