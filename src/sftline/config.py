@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from sftline.errors import ConfigError, ProjectNotFound
 
@@ -85,6 +85,86 @@ class Contract(_Strict):
         return self
 
 
+def _yaml_off(value: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false; a gate action written `off` means off.
+    return "off" if value is False else value
+
+
+Action = Annotated[Literal["block", "warn", "off"], BeforeValidator(_yaml_off)]
+
+
+class GateSettings(_Strict):
+    """What a gate does with the examples it flags."""
+
+    action: Action = "block"
+    """`block` quarantines flagged examples, `warn` keeps and reports them, `off` skips the gate."""
+    reason_actions: dict[str, Action] = {}
+    """Per-reason overrides, e.g. `{extreme_length: warn}`."""
+
+    def action_for(self, reason: str) -> Action:
+        return self.reason_actions.get(reason, self.action)
+
+
+class NearDuplicateSettings(GateSettings):
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    """Estimated Jaccard similarity of shingles at or above which two examples are near duplicates."""
+    num_perm: int = Field(default=128, ge=16, le=1024)
+    """MinHash permutations: more is more precise and slower."""
+    field: Literal["prompt", "example"] = "prompt"
+    """Compare the input side only, or input and answer together."""
+
+
+class ContaminationSettings(GateSettings):
+    threshold: float = Field(default=0.8, gt=0, le=1)
+    """MinHash Jaccard threshold for short texts."""
+    ngram: int = Field(default=13, ge=3)
+    """Word n-gram size for long texts: any shared n-gram is contamination."""
+    long_words: int = Field(default=50, ge=5)
+    """Texts of at least this many words are compared by n-gram overlap, shorter ones by MinHash."""
+
+
+class PiiSettings(GateSettings):
+    mode: Literal["quarantine", "redact"] = "quarantine"
+    """`quarantine` flags examples holding PII; `redact` replaces it with <EMAIL> etc. and keeps them."""
+    kinds: list[Literal["email", "phone", "credit_card", "iban", "ssn", "ip_address"]] = [
+        "email",
+        "phone",
+        "credit_card",
+        "iban",
+        "ssn",
+        "ip_address",
+    ]
+
+
+class LengthSettings(GateSettings):
+    min_target_tokens: int = Field(default=1, ge=0)
+    """Answers shorter than this many tokens are `empty`."""
+    extreme_factor: float = Field(default=8.0, gt=1)
+    """Examples longer than this many times the median length are `extreme_length`."""
+    reason_actions: dict[str, Action] = {"extreme_length": "warn"}
+
+
+class BalanceSettings(GateSettings):
+    action: Action = "warn"
+    min_share: float = Field(default=0.01, ge=0, lt=1)
+    """A label or slice below this share of the examples is flagged."""
+    tags: list[str] | None = None
+    """Tag keys to check (default: every tag key)."""
+
+
+class GatesConfig(_Strict):
+    """The quality gates `sftline data check` runs, in this order."""
+
+    exact_duplicates: GateSettings = GateSettings()
+    conflicts: GateSettings = GateSettings()
+    near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
+    contamination: ContaminationSettings = ContaminationSettings()
+    pii: PiiSettings = PiiSettings()
+    format: GateSettings = GateSettings()
+    lengths: LengthSettings = LengthSettings()
+    balance: BalanceSettings = BalanceSettings()
+
+
 class ProjectConfig(_Strict):
     """The whole of sftline.yaml."""
 
@@ -92,7 +172,10 @@ class ProjectConfig(_Strict):
     """The project's name."""
     database_url: str | None = None
     """SQLAlchemy URL of the record; default SQLite in .sftline/record.db. SFTLINE_DB_URL overrides."""
+    base_model: str | None = None
+    """The base model to fine-tune (an embedded name or a registered one); its tokenizer measures lengths."""
     contract: Contract = Contract()
+    gates: GatesConfig = GatesConfig()
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

@@ -41,3 +41,7 @@ class OptionalDependencyMissing(SftlineError):
     def __init__(self, package: str, feature: str) -> None:
         super().__init__(f"{feature} needs the package {package!r}: pip install '{package}'")
         self.package = package
+
+
+class FrozenDatasetError(SftlineError):
+    """A change to a frozen gold set, or a training set that overlaps one."""

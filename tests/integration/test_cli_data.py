@@ -22,7 +22,9 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:
 
 def write_chats(path: Path, answers: list[str]) -> None:
     lines = [
-        json.dumps({"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": a}]})
+        json.dumps(
+            {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": a}]}
+        )
         for i, a in enumerate(answers)
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -72,7 +74,10 @@ def test_import_summary_counts_add_up_and_bad_lines_are_listed(
     summary = run_json(capsys, "data", "import", str(data), "--name", "mixed")
     assert summary["read"] == summary["accepted"] + summary["quarantined"] == 3
     assert summary["reasons"] == {"invalid_json": 1, "empty_assistant": 1}
-    assert [(q["line"], q["reason"]) for q in summary["quarantine"]] == [(2, "invalid_json"), (3, "empty_assistant")]
+    assert [(q["line"], q["reason"]) for q in summary["quarantine"]] == [
+        (2, "invalid_json"),
+        (3, "empty_assistant"),
+    ]
 
     capsys.readouterr()
     assert main(["data", "import", str(data), "--name", "mixed2"]) == 0
@@ -81,7 +86,9 @@ def test_import_summary_counts_add_up_and_bad_lines_are_listed(
     assert "mixed.jsonl:line 2: invalid_json" in human
 
 
-def test_export_round_trips_to_the_same_content(project_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_export_round_trips_to_the_same_content(
+    project_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     data = project_dir / "support.jsonl"
     write_chats(data, ["one", "two", "three"])
     first = run_json(capsys, "data", "import", str(data), "--name", "support", "--tag", "channel=web")
@@ -95,8 +102,18 @@ def test_export_round_trips_to_the_same_content(project_dir: Path, capsys: pytes
 
 def test_clinc150_import_with_domains(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     summary = run_json(
-        capsys, "data", "import", str(CLINC / "data_full.json"), "--name", "clinc150",
-        "--split", "train", "--split", "oos_train", "--label-groups", f"domain={CLINC / 'domains.json'}",
+        capsys,
+        "data",
+        "import",
+        str(CLINC / "data_full.json"),
+        "--name",
+        "clinc150",
+        "--split",
+        "train",
+        "--split",
+        "oos_train",
+        "--label-groups",
+        f"domain={CLINC / 'domains.json'}",
     )
     assert summary["format"] == "pairs"
     assert summary["read"] == summary["accepted"] == 15100
@@ -114,7 +131,9 @@ def test_list_and_errors(project_dir: Path, capsys: pytest.CaptureFixture[str]) 
     capsys.readouterr()
     assert main(["data", "show", "ghost"]) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["error: no dataset named 'ghost'; import one with `sftline data import`"]
+    assert err.strip().splitlines() == [
+        "error: no dataset named 'ghost'; import one with `sftline data import`"
+    ]
     assert main(["--debug", "data", "show", "ghost"]) == 1
     assert "Traceback" in capsys.readouterr().err
     assert main(["data", "import", str(project_dir), "--name", "x"]) == 1
@@ -122,7 +141,17 @@ def test_list_and_errors(project_dir: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_init_writes_the_project_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    info = run_json(capsys, "init", str(tmp_path / "p"), "--task", "classify", "--labels", "a,b,oos", "--abstention", "oos")
+    info = run_json(
+        capsys,
+        "init",
+        str(tmp_path / "p"),
+        "--task",
+        "classify",
+        "--labels",
+        "a,b,oos",
+        "--abstention",
+        "oos",
+    )
     root = Path(info["root"])
     assert sorted(p.name for p in root.iterdir()) == [".sftline", "sftline.yaml"]
     assert sorted(p.name for p in (root / ".sftline").iterdir()) == ["cache", "objects", "record.db"]

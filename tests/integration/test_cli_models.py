@@ -22,15 +22,23 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:
 def tiny_llama(tmp_path: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=256)
+    config = LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=256,
+    )
     folder = tmp_path / "tiny-llama"
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
 
 @pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
-def test_pull_register_and_list(project_dir: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_register_and_list(
+    project_dir: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pulled = run_json(capsys, "models", "pull", "minilm")
     assert pulled["name"] == "minilm-l6" and pulled["kind"] == "encoder"
     assert Path(pulled["path"]) == project_dir / ".sftline" / "cache" / "models" / "minilm-l6"

@@ -34,20 +34,37 @@ def import_(
     path: Annotated[Path, typer.Argument(help="The data file: .jsonl, .json, .csv, .tsv or .parquet.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name, e.g. support.")],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="auto, chat, prompt-completion, alpaca, classification or pairs.")
+        str,
+        typer.Option(
+            "--format", "-f", help="auto, chat, prompt-completion, alpaca, classification or pairs."
+        ),
     ] = "auto",
-    text_field: Annotated[str | None, typer.Option(help="Classification: the column with the input text.")] = None,
-    label_field: Annotated[str | None, typer.Option(help="Classification: the column with the label.")] = None,
+    text_field: Annotated[
+        str | None, typer.Option(help="Classification: the column with the input text.")
+    ] = None,
+    label_field: Annotated[
+        str | None, typer.Option(help="Classification: the column with the label.")
+    ] = None,
     id_field: Annotated[str, typer.Option(help="Field holding a record's own id, if any.")] = "id",
-    tag: Annotated[list[str], typer.Option("--tag", help="KEY=VALUE tag for every example (repeatable).")] = [],  # noqa: B006
-    tag_field: Annotated[list[str], typer.Option(help="A field whose value becomes a tag (repeatable).")] = [],  # noqa: B006
+    tag: Annotated[
+        list[str], typer.Option("--tag", help="KEY=VALUE tag for every example (repeatable).")
+    ] = [],  # noqa: B006
+    tag_field: Annotated[
+        list[str], typer.Option(help="A field whose value becomes a tag (repeatable).")
+    ] = [],  # noqa: B006
     label_groups: Annotated[
-        list[str], typer.Option(help="TAG=FILE.json: tag each example with the group of its label (repeatable).")
+        list[str],
+        typer.Option(help="TAG=FILE.json: tag each example with the group of its label (repeatable)."),
     ] = [],  # noqa: B006
     split: Annotated[
-        list[str], typer.Option("--split", help="JSON documents of one array per split: import only these (repeatable).")
+        list[str],
+        typer.Option(
+            "--split", help="JSON documents of one array per split: import only these (repeatable)."
+        ),
     ] = [],  # noqa: B006
-    append: Annotated[bool, typer.Option(help="Add to the head version instead of replacing its content.")] = False,
+    append: Annotated[
+        bool, typer.Option(help="Add to the head version instead of replacing its content.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Import a file as a new version of a dataset; bad records are quarantined with reasons."""
@@ -59,11 +76,15 @@ def import_(
     for spec in label_groups:
         tag_name, sep, file_name = spec.partition("=")
         if not sep:
-            raise ImportInputError(f"--label-groups {spec!r}: expected TAG=FILE.json, e.g. domain=domains.json")
+            raise ImportInputError(
+                f"--label-groups {spec!r}: expected TAG=FILE.json, e.g. domain=domains.json"
+            )
         groups[tag_name] = load_label_groups(Path(file_name))
     options = ImportOptions(
         format=format,
-        fields=FormatOptions(text_field=text_field, label_field=label_field, id_field=id_field, tag_fields=tuple(tag_field)),
+        fields=FormatOptions(
+            text_field=text_field, label_field=label_field, id_field=id_field, tag_fields=tuple(tag_field)
+        ),
         tags=_parse_tags(tag),
         label_groups=groups,
         splits=tuple(split),
@@ -76,7 +97,9 @@ def import_(
     else:
         _print_import(summary, outcome.result.quarantined)
     if outcome.commit is None:
-        raise ImportInputError(f"{path}: no record was accepted ({summary['quarantined']} quarantined); nothing versioned")
+        raise ImportInputError(
+            f"{path}: no record was accepted ({summary['quarantined']} quarantined); nothing versioned"
+        )
 
 
 def _print_import(summary: dict[str, Any], quarantined: list[Any]) -> None:
@@ -105,7 +128,9 @@ def _print_import(summary: dict[str, Any], quarantined: list[Any]) -> None:
         change = f" ({version['changelog']['summary']})" if diff else ""
         console.print(f"[green]new version[/] {version['ref']}  {version['content_hash'][:12]}{change}")
     else:
-        console.print(f"unchanged: content equals {version['ref']}  {version['content_hash'][:12]}; no new version")
+        console.print(
+            f"unchanged: content equals {version['ref']}  {version['content_hash'][:12]}; no new version"
+        )
 
 
 @app.command("list")
@@ -120,17 +145,30 @@ def list_(json_output: JsonFlag = False) -> None:
         rows = []
         for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
             version = head(session, dataset)
-            rows.append({"name": dataset.name, "head": version_summary(version) if version else None,
-                         "versions": len(dataset.versions)})
+            rows.append(
+                {
+                    "name": dataset.name,
+                    "head": version_summary(version) if version else None,
+                    "versions": len(dataset.versions),
+                }
+            )
     if json_output:
         print_json(rows)
         return
     table = Table("dataset", "head", "hash", "examples", "versions", "created")
     for row in rows:
         h = row["head"]
-        table.add_row(row["name"], f"v{h['version']}" if h else "-", h["content_hash"][:12] if h else "-",
-                      str(h["examples"]) if h else "0", str(row["versions"]), h["created_at"][:19] if h else "")
-    console.print(table if rows else "no datasets yet; import one with `sftline data import FILE --name NAME`")
+        table.add_row(
+            row["name"],
+            f"v{h['version']}" if h else "-",
+            h["content_hash"][:12] if h else "-",
+            str(h["examples"]) if h else "0",
+            str(row["versions"]),
+            h["created_at"][:19] if h else "",
+        )
+    console.print(
+        table if rows else "no datasets yet; import one with `sftline data import FILE --name NAME`"
+    )
 
 
 def _slice_table(stats: dict[str, Any], title: str) -> Table:
@@ -163,11 +201,17 @@ def show(
         print_json(summary)
         return
     console.print(f"[bold]{summary['ref']}[/]  {summary['content_hash']}")
-    console.print(f"{summary['examples']} examples, created by {summary['created_by']} at {summary['created_at'][:19]}"
-                  + (f", parent {summary['parent']}" if summary["parent"] else ""))
-    console.print(f"changelog: {summary['changelog'].get('note', '')}: {summary['changelog'].get('summary', '')}")
+    console.print(
+        f"{summary['examples']} examples, created by {summary['created_by']} at {summary['created_at'][:19]}"
+        + (f", parent {summary['parent']}" if summary["parent"] else "")
+    )
+    console.print(
+        f"changelog: {summary['changelog'].get('note', '')}: {summary['changelog'].get('summary', '')}"
+    )
     for source in summary["provenance"].get("sources", []):
-        console.print(f"source: {source['path']} ({source['format']}, sha256 {source['sha256'][:12]})", markup=False)
+        console.print(
+            f"source: {source['path']} ({source['format']}, sha256 {source['sha256'][:12]})", markup=False
+        )
     stats = summary["stats"]
     if stats["tags"]:
         console.print(_slice_table(stats, "slices"))
@@ -187,7 +231,9 @@ def _example_json(example: Any) -> dict[str, Any]:
 
 
 @app.command()
-def versions(name: Annotated[str, typer.Argument(help="Dataset name.")], json_output: JsonFlag = False) -> None:
+def versions(
+    name: Annotated[str, typer.Argument(help="Dataset name.")], json_output: JsonFlag = False
+) -> None:
     """List every version of a dataset with its changelog."""
     from sftline.data.versions import list_versions, version_summary
 
@@ -198,9 +244,15 @@ def versions(name: Annotated[str, typer.Argument(help="Dataset name.")], json_ou
         return
     table = Table("version", "hash", "examples", "parent", "by", "created", "changelog")
     for row in rows:
-        table.add_row(f"v{row['version']}", row["content_hash"][:12], str(row["examples"]), row["parent"] or "-",
-                      row["created_by"], row["created_at"][:19],
-                      f"{row['changelog'].get('note', '')}: {row['changelog'].get('summary', '')}")
+        table.add_row(
+            f"v{row['version']}",
+            row["content_hash"][:12],
+            str(row["examples"]),
+            row["parent"] or "-",
+            row["created_by"],
+            row["created_at"][:19],
+            f"{row['changelog'].get('note', '')}: {row['changelog'].get('summary', '')}",
+        )
     console.print(table)
 
 
@@ -236,9 +288,13 @@ def diff(
     console.print(f"{old_ref} -> {new_ref}: {result.summary()}")
     for sign, examples in (("+", result.added), ("-", result.removed)):
         for example in examples[:limit]:
-            console.print(f" {sign} {example.id}  {example.provenance.location}  {_short(example)}", markup=False)
+            console.print(
+                f" {sign} {example.id}  {example.provenance.location}  {_short(example)}", markup=False
+            )
     for change in result.changed[:limit]:
-        console.print(f" ~ {change.after.provenance.location}  fields: {', '.join(change.fields)}", markup=False)
+        console.print(
+            f" ~ {change.after.provenance.location}  fields: {', '.join(change.fields)}", markup=False
+        )
         console.print(f"     - {_short(change.before)}", markup=False)
         console.print(f"     + {_short(change.after)}", markup=False)
 

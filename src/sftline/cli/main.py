@@ -11,7 +11,9 @@ import typer
 from rich.markup import escape
 
 from sftline import __version__
+from sftline.cli import check as check_cli
 from sftline.cli import data as data_cli
+from sftline.cli import holdouts as holdouts_cli
 from sftline.cli import models as models_cli
 from sftline.cli.context import state
 from sftline.cli.output import console, err_console, print_json
@@ -24,6 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+check_cli.register(data_cli.app)
+holdouts_cli.register(data_cli.app)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 
@@ -37,7 +41,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     project: Annotated[
-        Path | None, typer.Option("--project", "-C", help="Project folder (default: nearest sftline.yaml above the working directory).")
+        Path | None,
+        typer.Option(
+            "--project",
+            "-C",
+            help="Project folder (default: nearest sftline.yaml above the working directory).",
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of errors.")] = False,
     version: Annotated[
@@ -55,15 +64,27 @@ def init(
     task: Annotated[str, typer.Option(help="chat or classify.")] = "chat",
     labels: Annotated[str | None, typer.Option(help="Comma-separated label set for the contract.")] = None,
     abstention: Annotated[str | None, typer.Option(help="The out-of-scope answer or label.")] = None,
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Base model to fine-tune (smollm2-135m-instruct, minilm-l6, or registered)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable output.")] = False,
 ) -> None:
     """Create a project: a commented sftline.yaml and the .sftline/ state folder."""
     from sftline.project_init import init_project
 
     label_list = [label.strip() for label in labels.split(",") if label.strip()] if labels else None
-    project = init_project(folder, name=name, task=task, labels=label_list, abstention=abstention)
+    project = init_project(
+        folder, name=name, task=task, labels=label_list, abstention=abstention, base_model=base_model
+    )
     if json_output:
-        print_json({"project": project.config.project, "root": str(project.root), "database_url": project.database_url})
+        print_json(
+            {
+                "project": project.config.project,
+                "root": str(project.root),
+                "database_url": project.database_url,
+            }
+        )
         return
     console.print(f"[green]created[/] project {project.config.project!r} in {project.root}")
     console.print("  sftline.yaml   the contract (edit it), .sftline/   record and objects")

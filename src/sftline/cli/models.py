@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from sftline.models import MaterialisedModel
     from sftline.record.workspace import Workspace
 
-app = typer.Typer(help="Base models: list, pull the embedded defaults, register local folders.", no_args_is_help=True)
+app = typer.Typer(
+    help="Base models: list, pull the embedded defaults, register local folders.", no_args_is_help=True
+)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 
 
@@ -59,24 +61,48 @@ def list_(json_output: JsonFlag = False) -> None:
     from sftline.record.schema import BaseModelEntry
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        registered = {e.name: e for e in session.scalars(select(BaseModelEntry).order_by(BaseModelEntry.name))}
+        registered = {
+            e.name: e for e in session.scalars(select(BaseModelEntry).order_by(BaseModelEntry.name))
+        }
         rows = []
         for name, entry in EMBEDDED.items():
             saved = registered.pop(name, None)
-            rows.append({"name": name, "kind": entry.kind, "source": f"embedded ({entry.package})",
-                         "status": "pulled" if saved else "not pulled",
-                         "content_hash": saved.content_hash if saved else None,
-                         "path": saved.path if saved else None, "description": entry.description})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": entry.kind,
+                    "source": f"embedded ({entry.package})",
+                    "status": "pulled" if saved else "not pulled",
+                    "content_hash": saved.content_hash if saved else None,
+                    "path": saved.path if saved else None,
+                    "description": entry.description,
+                }
+            )
         for name, saved in registered.items():
-            rows.append({"name": name, "kind": saved.kind, "source": saved.source, "status": "registered",
-                         "content_hash": saved.content_hash, "path": saved.path, "description": ""})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": saved.kind,
+                    "source": saved.source,
+                    "status": "registered",
+                    "content_hash": saved.content_hash,
+                    "path": saved.path,
+                    "description": "",
+                }
+            )
     if json_output:
         print_json(rows)
         return
     table = Table("name", "kind", "source", "status", "hash", "path")
     for row in rows:
-        table.add_row(row["name"], row["kind"], row["source"], row["status"],
-                      (row["content_hash"] or "")[:12], row["path"] or "")
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["source"],
+            row["status"],
+            (row["content_hash"] or "")[:12],
+            row["path"] or "",
+        )
     console.print(table)
 
 
@@ -92,7 +118,9 @@ def pull(
     with open_workspace() as workspace:
         with err_console.status(f"materialising {name}") as status:
             model = materialise_embedded(
-                name, workspace.project.models_cache_dir, force=force,
+                name,
+                workspace.project.models_cache_dir,
+                force=force,
                 progress=None if json_output else lambda stage: status.update(f"{name}: {stage}"),
             )
         data = _save(workspace, model)
@@ -119,4 +147,6 @@ def register(
     if json_output:
         print_json(data)
         return
-    console.print(f"[green]registered[/] {model.name} ({model.kind}) at {model.path}, hash {model.content_hash[:12]}")
+    console.print(
+        f"[green]registered[/] {model.name} ({model.kind}) at {model.path}, hash {model.content_hash[:12]}"
+    )

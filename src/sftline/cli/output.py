@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False)
 
 

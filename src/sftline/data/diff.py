@@ -68,7 +68,8 @@ def diff_examples(before: Sequence[Example], after: Sequence[Example]) -> Versio
     removed_places = Counter(_place(e, not one_source) for e in removed)
     added_places = Counter(_place(e, not one_source) for e in added)
     unique = {
-        place for place, count in removed_places.items()
+        place
+        for place, count in removed_places.items()
         if count == 1 and added_places.get(place) == 1 and place[-2:] != (None, None)
     }
     if unique:

@@ -69,18 +69,14 @@ class Example:
         """The input side as one string: the text, or every non-assistant turn."""
         if self.messages is None:
             return self.text or ""
-        return "\n".join(
-            message_text(m) for m in self.messages if m["role"] != "assistant"
-        )
+        return "\n".join(message_text(m) for m in self.messages if m["role"] != "assistant")
 
     @property
     def target(self) -> str:
         """The trained side as one string: the label, or the assistant turns."""
         if self.messages is None:
             return self.label or ""
-        return "\n".join(
-            message_text(m) for m in self.messages if m["role"] == "assistant"
-        )
+        return "\n".join(message_text(m) for m in self.messages if m["role"] == "assistant")
 
 
 def example_content(

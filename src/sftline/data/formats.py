@@ -144,7 +144,9 @@ def check_message(message: Any, where: str) -> dict[str, Any] | Rejection:
         return _wrong_type(f"{where}.role", "a string", role)
     role = "system" if role == "developer" else role
     if role not in ("system", "user", "assistant", "tool"):
-        return Rejection("unknown_role", f"{where}.role", f"role {role!r} is not system, user, assistant or tool")
+        return Rejection(
+            "unknown_role", f"{where}.role", f"role {role!r} is not system, user, assistant or tool"
+        )
     content = _content_text(message.get("content"), f"{where}.content")
     if isinstance(content, Rejection):
         return content
@@ -217,7 +219,9 @@ def convert_chat(record: Any, options: FormatOptions) -> Fields | Rejection:
         for index, tool in enumerate(tools):
             function = tool.get("function")
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                return Rejection("invalid_tool", f"tools[{index}].function.name", "a tool needs a function name")
+                return Rejection(
+                    "invalid_tool", f"tools[{index}].function.name", "a tool needs a function name"
+                )
         fields.tools = tools
     return _common(checked, options, fields) or fields
 

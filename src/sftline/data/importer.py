@@ -202,7 +202,12 @@ def import_file(
         _add_tags(result, record, options)
         example_id = ids.allocate(result)
         if example_id is None:
-            reject(record, "duplicate_id", options.fields.id_field, f"id {result.record_id!r} is used by an earlier record")
+            reject(
+                record,
+                "duplicate_id",
+                options.fields.id_field,
+                f"id {result.record_id!r} is used by an earlier record",
+            )
             continue
         provenance = Provenance(source, source_sha256, format_name, record.line, record.pointer or None)
         examples.append(

@@ -100,7 +100,12 @@ def ingest(
             n_quarantined=len(result.quarantined),
             reasons=result.reasons,
             quarantine_object=quarantine_object,
-            options={"append": append, "format": options.format, "tags": options.tags, "splits": list(options.splits)},
+            options={
+                "append": append,
+                "format": options.format,
+                "tags": options.tags,
+                "splits": list(options.splits),
+            },
         )
         session.add(run)
         session.flush()

@@ -80,7 +80,9 @@ def examples_to_table(examples: Sequence[Example]) -> pa.Table:
 def table_to_examples(table: pa.Table) -> list[Example]:
     examples = []
     for row in table.to_pylist():
-        provenance = Provenance(row["source"], row["source_sha256"], row["format"], row["line"], row["pointer"])
+        provenance = Provenance(
+            row["source"], row["source_sha256"], row["format"], row["line"], row["pointer"]
+        )
         examples.append(
             Example(
                 id=row["id"],
@@ -102,4 +104,3 @@ def write_examples(examples: Sequence[Example], path: Path) -> None:
 def read_examples(data: bytes | Path) -> list[Example]:
     source = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
     return table_to_examples(pq.read_table(source))
-

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -111,7 +110,9 @@ def _read_jsonl(data: bytes) -> FileRead:
             text = line_bytes.decode("utf-8")
         except UnicodeDecodeError as exc:
             raw = line_bytes.decode("utf-8", errors="replace")
-            records.append(RawRecord(number, None, error=("non_utf8", "", _decode_error_detail(exc)), raw=raw))
+            records.append(
+                RawRecord(number, None, error=("non_utf8", "", _decode_error_detail(exc)), raw=raw)
+            )
             continue
         text = text.removeprefix("\ufeff") if number == 1 else text
         try:
@@ -139,7 +140,9 @@ def _has_surrogates(value: Any) -> bool:
 
 def _json_record(line: int, pointer: str, value: Any, raw: str) -> RawRecord:
     if _has_surrogates(value):
-        return RawRecord(line, pointer, error=("non_utf8", "", "contains bytes that are not valid UTF-8"), raw=raw)
+        return RawRecord(
+            line, pointer, error=("non_utf8", "", "contains bytes that are not valid UTF-8"), raw=raw
+        )
     return RawRecord(line, pointer, value=value, raw=raw)
 
 
@@ -254,7 +257,7 @@ def _read_csv(path: Path, data: bytes, *, delimiter: str, container: Container) 
             safe = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             records.append(RawRecord(line, None, error=("non_utf8", "", detail), raw=safe))
             continue
-        records.append(RawRecord(line, None, value=dict(zip(names, row)), raw=raw))
+        records.append(RawRecord(line, None, value=dict(zip(names, row, strict=True)), raw=raw))
     return FileRead(container, records, blank)
 
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sftline.data.diff import VersionDiff, diff_examples
 from sftline.data.example import Example
 from sftline.data.parquet_io import read_examples, write_examples
-from sftline.errors import DatasetNotFound
-from sftline.record.schema import Dataset, DatasetVersion
+from sftline.errors import DatasetNotFound, FrozenDatasetError
+from sftline.record.schema import Dataset, DatasetVersion, FrozenGold
 from sftline.record.workspace import Workspace
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -33,7 +33,8 @@ MIN_HASH_PREFIX = 6
 def check_dataset_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise DatasetNotFound(
-            f"invalid dataset name {name!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit"
+            f"invalid dataset name {name!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -106,7 +107,8 @@ def resolve(session: Session, ref: str) -> DatasetVersion:
         version = matches[0] if matches else None
     else:
         raise DatasetNotFound(
-            f"{ref}: a version is v<number>, a content-hash prefix of {MIN_HASH_PREFIX}+ hex digits, or latest"
+            f"{ref}: a version is v<number>, a content-hash prefix of "
+            f"{MIN_HASH_PREFIX}+ hex digits, or latest"
         )
     if version is None:
         raise DatasetNotFound(f"{ref}: no such version; see `sftline data versions {name}`")
@@ -134,28 +136,44 @@ def commit_version(
     created_by: str,
     provenance: dict[str, Any],
     note: str,
+    parent: DatasetVersion | None = None,
 ) -> CommitResult:
-    """Make `examples` the head of dataset `name`, creating a version unless the head has them."""
+    """Make `examples` the head of dataset `name`, creating a version unless the head has them.
+
+    The new version's parent is the head, or `parent` when the examples derive from another
+    version (a check of an older version, for example).
+    """
     check_dataset_name(name)
     dataset = session.scalars(select(Dataset).where(Dataset.name == name)).first()
     if dataset is None:
         dataset = Dataset(name=name)
         session.add(dataset)
         session.flush()
-    parent = head(session, dataset)
+    current = head(session, dataset)
+    parent = parent or current
     content = version_content_hash(examples)
-    if parent is not None and parent.content_hash == content:
-        return CommitResult(parent, created=False, diff=None)
+    if current is not None and current.content_hash == content:
+        return CommitResult(current, created=False, diff=None)
+    frozen = session.scalars(select(FrozenGold).where(FrozenGold.dataset_id == dataset.id)).first()
+    if frozen is not None:
+        raise FrozenDatasetError(
+            f"{name} is a frozen gold set ({frozen.content_hash[:12]}); it never changes"
+        )
 
     diff = diff_examples(load_examples(workspace, parent), examples) if parent else None
     # The object is written (and fsynced) before the row that names it is flushed.
     object_hash = workspace.objects.put_with(lambda path: write_examples(examples, path))
-    number = (session.scalar(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)) or 0) + 1
+    number = (
+        session.scalar(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id))
+        or 0
+    ) + 1
     changelog: dict[str, Any] = {"note": note}
     if diff is not None and parent is not None:
         changelog.update(parent=f"v{parent.number}", summary=diff.summary(), **diff.counts())
     else:
-        changelog.update(summary=f"first version: {len(examples)} examples", added=len(examples), removed=0, changed=0)
+        changelog.update(
+            summary=f"first version: {len(examples)} examples", added=len(examples), removed=0, changed=0
+        )
     version = DatasetVersion(
         dataset=dataset,
         number=number,
@@ -177,7 +195,9 @@ def list_versions(session: Session, name: str) -> list[DatasetVersion]:
     dataset = get_dataset(session, name)
     return list(
         session.scalars(
-            select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id).order_by(DatasetVersion.number)
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset.id)
+            .order_by(DatasetVersion.number)
         )
     )
 

@@ -56,9 +56,7 @@ class CatalogEntry:
             return found[0]
         folder = package_dir / "model"
         if not (folder / "config.json").is_file():
-            raise ModelError(
-                f"no model folder with config.json at {folder}; reinstall it: {reinstall}"
-            )
+            raise ModelError(f"no model folder with config.json at {folder}; reinstall it: {reinstall}")
         return folder
 
 

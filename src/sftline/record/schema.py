@@ -44,9 +44,7 @@ class DatasetVersion(Base):
     """
 
     __tablename__ = "dataset_versions"
-    __table_args__ = (
-        UniqueConstraint("dataset_id", "number", name="uq_dataset_versions_number"),
-    )
+    __table_args__ = (UniqueConstraint("dataset_id", "number", name="uq_dataset_versions_number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
@@ -102,4 +100,71 @@ class BaseModelEntry(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     files: Mapped[dict[str, Any]] = mapped_column(default=dict)
     n_parameters: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GateReport(Base):
+    """One `sftline data check`: the gates' counts, findings and quarantined examples."""
+
+    __tablename__ = "gate_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checked_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    result_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    n_checked: Mapped[int] = mapped_column(Integer)
+    n_accepted: Mapped[int] = mapped_column(Integer)
+    n_quarantined: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    against: Mapped[list[Any]] = mapped_column(default=list)
+    report_object: Mapped[str] = mapped_column(String(64))
+    rejects_object: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    checked_version: Mapped[DatasetVersion] = relationship(foreign_keys=[checked_version_id])
+    result_version: Mapped[DatasetVersion | None] = relationship(foreign_keys=[result_version_id])
+
+
+class Split(Base):
+    """One `sftline data split`: which example went where, by id and content hash."""
+
+    __tablename__ = "splits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """part -> {"dataset", "version", "content_hash", "examples"}."""
+    assignments_object: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FrozenGold(Base):
+    """A gold set locked at one version: its hash is recorded and it never changes."""
+
+    __tablename__ = "frozen_gold"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    frozen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship()
+    version: Mapped[DatasetVersion] = relationship()
+
+
+class Mixture(Base):
+    """One `sftline data mix`: components, requested and achieved counts, the resulting version."""
+
+    __tablename__ = "mixtures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sources: Mapped[list[Any]] = mapped_column(default=list)
+    components: Mapped[list[Any]] = mapped_column(default=list)
+    total: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    result_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -17,7 +17,10 @@ def test_prompt_completion_becomes_a_user_and_an_assistant_turn(tmp_path: Path) 
     path = tmp_path / "pc.jsonl"
     rows = [
         {"prompt": "Translate: bonjour", "completion": "hello"},
-        {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]},
+        {
+            "prompt": [{"role": "user", "content": "2+2?"}],
+            "completion": [{"role": "assistant", "content": "4"}],
+        },
         {"prompt": "x", "completion": ""},
         {"prompt": "x"},
     ]
@@ -60,14 +63,16 @@ def test_alpaca_json_array_keeps_line_numbers(tmp_path: Path) -> None:
 def test_classification_csv_with_named_fields(tmp_path: Path) -> None:
     path = tmp_path / "tickets.csv"
     path.write_text(
-        'utterance,intent,channel\n'
+        "utterance,intent,channel\n"
         '"my card, it was stolen",report_fraud,web\n'
-        'what is my balance,balance,app\n'
-        ',balance,app\n'
-        'too,many,fields,here\n'
+        "what is my balance,balance,app\n"
+        ",balance,app\n"
+        "too,many,fields,here\n"
         '"a multi\nline message",balance,web\n'
     )
-    options = ImportOptions(fields=FormatOptions(text_field="utterance", label_field="intent", tag_fields=("channel",)))
+    options = ImportOptions(
+        fields=FormatOptions(text_field="utterance", label_field="intent", tag_fields=("channel",))
+    )
     result = import_file(path, options)
     assert result.format == "classification"
     assert [(e.text, e.label, e.tags, e.provenance.line) for e in result.examples] == [
@@ -89,8 +94,16 @@ def test_classification_parquet_detects_fields_and_checks_types(tmp_path: Path) 
 
 def test_pairs_with_splits_and_label_groups(tmp_path: Path) -> None:
     path = tmp_path / "data_full.json"
-    path.write_text(json.dumps({"train": [["hi there", "greet"], ["bye now", "leave"]],
-                                "test": [["hello", "greet"]], "oos_train": [["what is love", "oos"]]}, indent=4))
+    path.write_text(
+        json.dumps(
+            {
+                "train": [["hi there", "greet"], ["bye now", "leave"]],
+                "test": [["hello", "greet"]],
+                "oos_train": [["what is love", "oos"]],
+            },
+            indent=4,
+        )
+    )
     groups = tmp_path / "domains.json"
     groups.write_text(json.dumps({"small_talk": ["greet", "leave"]}))
     options = ImportOptions(label_groups={"domain": load_label_groups(groups)}, splits=("train", "oos_train"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sftline.data.importer import import_file, ImportOptions
+from sftline.data.importer import ImportOptions, import_file
 from sftline.errors import ImportInputError
 
 
@@ -43,19 +43,33 @@ LINES: list[tuple[bytes, str | None]] = [
     (chat("caf\xe9", "ok").encode().replace(b"caf\\u00e9", b"caf\xe9"), "non_utf8"),  # 3
     (json.dumps({"conversation": []}).encode(), "missing_field"),  # 4
     (
-        json.dumps({"messages": [{"role": "wizard", "content": "x"}, {"role": "assistant", "content": "y"}]}).encode(),
+        json.dumps(
+            {"messages": [{"role": "wizard", "content": "x"}, {"role": "assistant", "content": "y"}]}
+        ).encode(),
         "unknown_role",
     ),  # 5
     (chat("What is my balance?", "   ").encode(), "empty_assistant"),  # 6
     (json.dumps({"messages": "user: hi"}).encode(), "wrong_type"),  # 7
     (b"", None),  # 8: blank line, not a record
     (GOOD_TOOLS.encode(), None),  # 9
-    (json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]}).encode(), "wrong_type"),  # 10
+    (
+        json.dumps(
+            {"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]}
+        ).encode(),
+        "wrong_type",
+    ),  # 10
     (json.dumps({"messages": [{"role": "user", "content": "hello"}]}).encode(), "no_assistant_turn"),  # 11
     (
         json.dumps(
-            {"messages": [{"role": "user", "content": "go"},
-                          {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}
+            {
+                "messages": [
+                    {"role": "user", "content": "go"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{oops"}}],
+                    },
+                ]
+            }
         ).encode(),
         "invalid_tool_call",
     ),  # 12
@@ -117,7 +131,9 @@ def test_tools_and_tool_calls_are_kept(bad_file: Path) -> None:
         (b'[{"a": 1}, {"b": ', ".json", "not valid JSON at line 1"),
     ],
 )
-def test_unreadable_files_are_one_clear_error(tmp_path: Path, content: bytes | None, suffix: str, message: str) -> None:
+def test_unreadable_files_are_one_clear_error(
+    tmp_path: Path, content: bytes | None, suffix: str, message: str
+) -> None:
     path = tmp_path / f"data{suffix}"
     if content is not None:
         path.write_bytes(content)

@@ -80,9 +80,7 @@ def test_describe_folder_tiny_llama(tiny_llama: Path) -> None:
     assert described.n_parameters == model.num_parameters()
 
 
-def test_content_hash_is_stable_and_independent_of_location(
-    tiny_llama: Path, tmp_path: Path
-) -> None:
+def test_content_hash_is_stable_and_independent_of_location(tiny_llama: Path, tmp_path: Path) -> None:
     first = describe_folder("tiny", tiny_llama, source="local")
     second = describe_folder("tiny", tiny_llama, source="local")
     copy = shutil.copytree(tiny_llama, tmp_path / "elsewhere")
@@ -135,9 +133,7 @@ def test_describe_folder_rejects_unsupported_architectures(tmp_path: Path) -> No
     folder = _write_config_folder(
         tmp_path / "t5", {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"]}
     )
-    with pytest.raises(
-        ModelError, match=r"unsupported architectures \['T5ForConditionalGeneration'\]"
-    ):
+    with pytest.raises(ModelError, match=r"unsupported architectures \['T5ForConditionalGeneration'\]"):
         describe_folder("t5", folder, source="local")
 
 
@@ -152,18 +148,14 @@ def test_describe_folder_rejects_unsupported_architectures(tmp_path: Path) -> No
     ],
 )
 def test_kind_comes_from_architectures(tmp_path: Path, architecture: str, kind: str) -> None:
-    folder = _write_config_folder(
-        tmp_path / "m", {"model_type": "bert", "architectures": [architecture]}
-    )
+    folder = _write_config_folder(tmp_path / "m", {"model_type": "bert", "architectures": [architecture]})
     described = describe_folder("m", folder, source="local")
     assert described.kind == kind
     assert described.n_parameters == 6
 
 
 def test_describe_folder_warns_without_tokenizer_files(tmp_path: Path) -> None:
-    folder = _write_config_folder(
-        tmp_path / "m", {"model_type": "bert", "architectures": ["BertModel"]}
-    )
+    folder = _write_config_folder(tmp_path / "m", {"model_type": "bert", "architectures": ["BertModel"]})
     (folder / "vocab.txt").unlink()
     with pytest.warns(UserWarning, match=r"no tokenizer files"):
         described = describe_folder("m", folder, source="local")

@@ -7,18 +7,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from sftline.config import Project, ProjectConfig
 from sftline.data.example import Example, Provenance
 from sftline.data.versions import commit_version, list_versions, load_examples, resolve
 from sftline.errors import DatasetNotFound
 from sftline.record.db import Record, current_revision, head_revision
 from sftline.record.objects import LocalObjectStore
 from sftline.record.workspace import Workspace
-from sftline.config import Project, ProjectConfig
 
 
 def make_examples(*texts: str) -> list[Example]:
     return [
-        Example(id=f"id-{t}", provenance=Provenance("f.jsonl", "0" * 64, "classification", line), text=t, label="x")
+        Example(
+            id=f"id-{t}",
+            provenance=Provenance("f.jsonl", "0" * 64, "classification", line),
+            text=t,
+            label="x",
+        )
         for line, t in enumerate(texts, start=1)
     ]
 
@@ -41,16 +46,56 @@ def test_migrations_reach_head_and_create_the_tables(workspace: Workspace) -> No
 
 def test_versions_are_numbered_and_identical_content_is_not_a_new_version(workspace: Workspace) -> None:
     with workspace.record.session() as session:
-        first = commit_version(workspace, session, "support", make_examples("a", "b"), created_by="test", provenance={}, note="one")
-        same = commit_version(workspace, session, "support", make_examples("a", "b"), created_by="test", provenance={}, note="again")
-        second = commit_version(workspace, session, "support", make_examples("a", "c"), created_by="test", provenance={}, note="two")
+        first = commit_version(
+            workspace,
+            session,
+            "support",
+            make_examples("a", "b"),
+            created_by="test",
+            provenance={},
+            note="one",
+        )
+        same = commit_version(
+            workspace,
+            session,
+            "support",
+            make_examples("a", "b"),
+            created_by="test",
+            provenance={},
+            note="again",
+        )
+        second = commit_version(
+            workspace,
+            session,
+            "support",
+            make_examples("a", "c"),
+            created_by="test",
+            provenance={},
+            note="two",
+        )
         assert first.created and not same.created and second.created
         assert same.version.id == first.version.id
         assert second.version.parent_id == first.version.id
         assert second.version.changelog["summary"] == "+0 added, -0 removed, ~1 changed"
-        third = commit_version(workspace, session, "support", make_examples("c", "a", "d"), created_by="test", provenance={}, note="three")
+        third = commit_version(
+            workspace,
+            session,
+            "support",
+            make_examples("c", "a", "d"),
+            created_by="test",
+            provenance={},
+            note="three",
+        )
         assert third.version.changelog["summary"] == "+1 added, -0 removed, ~0 changed"
-        revert = commit_version(workspace, session, "support", make_examples("a", "b"), created_by="test", provenance={}, note="revert")
+        revert = commit_version(
+            workspace,
+            session,
+            "support",
+            make_examples("a", "b"),
+            created_by="test",
+            provenance={},
+            note="revert",
+        )
         assert revert.created and revert.version.number == 4
         assert revert.version.content_hash == first.version.content_hash
     with workspace.record.session() as session:
@@ -64,19 +109,27 @@ def test_versions_are_numbered_and_identical_content_is_not_a_new_version(worksp
 
 @pytest.mark.parametrize(
     ("ref", "message"),
-    [("nope", "no dataset named 'nope'"), ("support@v9", "no such version"), ("support@zz", "a version is"),
-     ("bad name!", "invalid dataset name")],
+    [
+        ("nope", "no dataset named 'nope'"),
+        ("support@v9", "no such version"),
+        ("support@zz", "a version is"),
+        ("bad name!", "invalid dataset name"),
+    ],
 )
 def test_bad_references_are_clear_errors(workspace: Workspace, ref: str, message: str) -> None:
     with workspace.record.session() as session:
-        commit_version(workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note="")
+        commit_version(
+            workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note=""
+        )
     with workspace.record.session() as session, pytest.raises(DatasetNotFound, match=message):
         resolve(session, ref)
 
 
 def test_a_failed_transaction_leaves_no_row(workspace: Workspace) -> None:
     with pytest.raises(RuntimeError), workspace.record.session() as session:
-        commit_version(workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note="")
+        commit_version(
+            workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note=""
+        )
         raise RuntimeError("crash before commit")
     with workspace.record.session() as session, pytest.raises(DatasetNotFound):
         resolve(session, "support")

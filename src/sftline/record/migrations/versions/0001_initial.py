@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -66,12 +65,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset_id", "number", name="uq_dataset_versions_number"),
     )
     with op.batch_alter_table("dataset_versions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_dataset_versions_content_hash"), ["content_hash"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_dataset_versions_dataset_id"), ["dataset_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_dataset_versions_content_hash"), ["content_hash"], unique=False)
+        batch_op.create_index(batch_op.f("ix_dataset_versions_dataset_id"), ["dataset_id"], unique=False)
 
     op.create_table(
         "imports",

@@ -1,0 +1,51 @@
+"""Balance: examples per label and per slice tag, flagging those below a minimum share.
+
+Balance is a property of the set, not of an example, so this gate flags no example: it reports
+the table and the slices below `min_share` as findings. With action `block` any finding fails
+the check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from sftline.data.example import Example
+from sftline.gates.base import GateOutcome
+
+
+class BalanceGate:
+    name = "balance"
+
+    def __init__(self, *, min_share: float = 0.01, tags: Sequence[str] | None = None) -> None:
+        self.min_share = min_share
+        self.tags = tags
+
+    def check(self, examples: Sequence[Example]) -> GateOutcome:
+        total = len(examples)
+        tables: dict[str, dict[str, int]] = {}
+        labels = Counter(e.label for e in examples if e.label is not None)
+        if labels:
+            tables["label"] = dict(labels.most_common())
+        keys = self.tags if self.tags is not None else sorted({k for e in examples for k in e.tags})
+        for key in keys:
+            counter = Counter(e.tags.get(key, "(untagged)") for e in examples)
+            tables[f"tag:{key}"] = dict(counter.most_common())
+        findings = []
+        for table, counts in tables.items():
+            for value, count in counts.items():
+                share = count / total if total else 0.0
+                if share < self.min_share:
+                    findings.append(
+                        {
+                            "slice": table,
+                            "value": value,
+                            "count": count,
+                            "share": round(share, 6),
+                            "reason": "below_min_share",
+                        }
+                    )
+        return GateOutcome(
+            self.name,
+            report={"total": total, "min_share": self.min_share, "tables": tables, "findings": findings},
+        )

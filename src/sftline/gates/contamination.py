@@ -1,0 +1,126 @@
+"""Contamination: training examples that match a holdout, gold or eval example.
+
+Three tests, on the input side: an exact match after normalisation; any shared word n-gram
+(13 words by default, the usual test for benchmark leakage) for texts that long; and for short
+texts (under `long_words` words), a MinHash match at the near-duplicate threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sftline.data.example import Example
+from sftline.gates.base import Flag, GateOutcome
+from sftline.gates.near_duplicates import NearDuplicateIndex
+from sftline.gates.normalize import normalize_text
+
+MATCHES_REPORTED = 200  # contamination matches listed in the report (all are counted)
+NGRAM_WORDS = 13  # words in a shared run that counts as leakage (the usual benchmark-leakage test)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    ref: str
+    example: Example
+    normalized: str
+
+
+def word_ngrams(words: list[str], n: int) -> set[bytes]:
+    """8-byte digests of every run of `n` words."""
+    return {
+        hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).digest()
+        for i in range(len(words) - n + 1)
+    }
+
+
+class ContaminationGate:
+    name = "contamination"
+
+    def __init__(
+        self,
+        against: Mapping[str, Sequence[Example]],
+        *,
+        threshold: float = 0.8,
+        ngram: int = NGRAM_WORDS,
+        long_words: int = 50,
+    ) -> None:
+        self.references = [
+            _Reference(ref, example, normalize_text(example.prompt))
+            for ref, examples in against.items()
+            for example in examples
+        ]
+        self.threshold = threshold
+        self.ngram = ngram
+        self.long_words = long_words
+
+    def check(self, examples: Sequence[Example]) -> GateOutcome:
+        outcome = GateOutcome(self.name)
+        refs = self.references
+        matches: list[dict[str, object]] = []
+        if not refs or not examples:
+            outcome.report = {"against": sorted({r.ref for r in refs}), "matches": [], "n_matches": 0}
+            return outcome
+
+        def hit(example: Example, ref: _Reference, kind: str, similarity: float) -> None:
+            detail = f"{kind} match with {ref.ref} example {ref.example.id} (similarity {similarity:.2f})"
+            outcome.flags.append(
+                Flag(example.id, f"contamination_{kind}", detail, (f"{ref.ref}:{ref.example.id}",))
+            )
+            matches.append(
+                {
+                    "example": example.id,
+                    "against": ref.ref,
+                    "against_example": ref.example.id,
+                    "kind": kind,
+                    "similarity": round(similarity, 4),
+                    "text": example.prompt[:300],
+                    "against_text": ref.example.prompt[:300],
+                }
+            )
+
+        exact = {r.normalized: r for r in refs}
+        normalized = [normalize_text(e.prompt) for e in examples]
+        remaining = []
+        for example, text in zip(examples, normalized, strict=True):
+            if text in exact:
+                hit(example, exact[text], "exact", 1.0)
+            else:
+                remaining.append((example, text))
+
+        long_refs: dict[bytes, _Reference] = {}
+        for ref in refs:
+            words = ref.normalized.split()
+            if len(words) >= self.ngram:
+                for gram in word_ngrams(words, self.ngram):
+                    long_refs.setdefault(gram, ref)
+        short_refs = [r for r in refs if len(r.normalized.split()) < self.long_words]
+        index = (
+            NearDuplicateIndex.build([r.normalized for r in short_refs], threshold=self.threshold)
+            if short_refs
+            else None
+        )
+
+        short_queries = []
+        for example, text in remaining:
+            words = text.split()
+            shared = word_ngrams(words, self.ngram) & long_refs.keys() if len(words) >= self.ngram else set()
+            if shared:
+                ref = long_refs[min(shared)]
+                hit(example, ref, "ngram", len(shared) / max(1, len(words) - self.ngram + 1))
+            elif len(words) < self.long_words:
+                short_queries.append((example, text))
+        if index is not None and short_queries:
+            results = index.query([text for _, text in short_queries])
+            for (example, _), found in zip(short_queries, results, strict=True):
+                if found:
+                    position, similarity = found[0]
+                    hit(example, short_refs[position], "near", similarity)
+        outcome.report = {
+            "against": sorted({r.ref for r in refs}),
+            "n_reference_examples": len(refs),
+            "n_matches": len(matches),
+            "matches": matches[:MATCHES_REPORTED],
+        }
+        return outcome

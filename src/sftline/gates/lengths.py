@@ -1,0 +1,132 @@
+"""Lengths in tokens of the base model's tokenizer: too long, empty answers, extremes.
+
+The distribution is always reported (histogram and percentiles), so truncation is never a
+surprise at training time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sftline.data.example import Example
+from sftline.gates.base import Flag, GateOutcome
+
+HISTOGRAM_BINS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    total: int
+    """Tokens of the whole rendered example (prompt and answer)."""
+    target: int
+    """Tokens of the answer side."""
+
+
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, example: Example) -> TokenCount: ...
+
+
+class WhitespaceCounter:
+    """A stand-in tokenizer (words), for tests and for projects with no base model yet."""
+
+    name = "whitespace"
+
+    def count(self, example: Example) -> TokenCount:
+        return TokenCount(len(f"{example.prompt} {example.target}".split()), len(example.target.split()))
+
+
+class HfTokenCounter:
+    """Counts with a Hugging Face tokenizer; chats are rendered with its chat template."""
+
+    def __init__(self, tokenizer: Any, name: str, system_prompt: str | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.name = name
+        self.system_prompt = system_prompt
+
+    @classmethod
+    def from_folder(cls, folder: Path, name: str, system_prompt: str | None = None) -> HfTokenCounter:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(folder, local_files_only=True), name, system_prompt)
+
+    def _tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count(self, example: Example) -> TokenCount:
+        if example.messages is None:
+            total = len(self.tokenizer(example.text or "")["input_ids"])
+            return TokenCount(total, self._tokens(example.label or ""))
+        messages = example.messages
+        if self.system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            rendered = self.tokenizer.apply_chat_template(messages, tools=example.tools, tokenize=False)
+            total = self._tokens(rendered)
+        else:
+            total = sum(self._tokens(m.get("content") or "") for m in messages)
+        target = sum(self._tokens(m.get("content") or "") for m in messages if m["role"] == "assistant")
+        return TokenCount(total, target)
+
+
+def length_histogram(lengths: np.ndarray) -> dict[str, Any]:
+    if lengths.size == 0:
+        return {"bins": [], "counts": [], "percentiles": {}}
+    counts, edges = np.histogram(
+        lengths, bins=min(HISTOGRAM_BINS, max(1, int(lengths.max()) - int(lengths.min()) + 1))
+    )
+    percentiles = {f"p{q}": float(np.percentile(lengths, q)) for q in (50, 90, 99, 100)}
+    return {
+        "bins": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "percentiles": percentiles,
+        "mean": float(lengths.mean()),
+    }
+
+
+class LengthGate:
+    name = "lengths"
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        *,
+        max_length: int,
+        min_target_tokens: int = 1,
+        extreme_factor: float = 8.0,
+    ) -> None:
+        self.counter = counter
+        self.max_length = max_length
+        self.min_target_tokens = min_target_tokens
+        self.extreme_factor = extreme_factor
+
+    def check(self, examples: Sequence[Example]) -> GateOutcome:
+        counts = [self.counter.count(e) for e in examples]
+        totals = np.array([c.total for c in counts], dtype=np.int64)
+        outcome = GateOutcome(self.name)
+        median = float(np.median(totals)) if totals.size else 0.0
+        extreme_above = self.extreme_factor * median
+        for example, count in zip(examples, counts, strict=True):
+            if count.total > self.max_length:
+                outcome.flags.append(
+                    Flag(example.id, "too_long", f"{count.total} tokens > max_length {self.max_length}")
+                )
+            elif count.target < self.min_target_tokens:
+                outcome.flags.append(Flag(example.id, "empty_target", f"answer has {count.target} tokens"))
+            elif median and count.total > extreme_above:
+                detail = f"{count.total} tokens, more than {self.extreme_factor:g}x the median ({median:g})"
+                outcome.flags.append(Flag(example.id, "extreme_length", detail))
+        outcome.report = {
+            "tokenizer": self.counter.name,
+            "max_length": self.max_length,
+            "over_max_length": int((totals > self.max_length).sum()),
+            "total_tokens": length_histogram(totals),
+            "target_tokens": length_histogram(np.array([c.target for c in counts], dtype=np.int64)),
+        }
+        return outcome

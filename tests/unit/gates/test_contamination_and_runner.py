@@ -1,0 +1,102 @@
+"""Contamination against held-out sets, and the runner's accounting."""
+
+from __future__ import annotations
+
+from sftline.config import Contract, GatesConfig, OutputFormat
+from sftline.data.example import Example, Provenance
+from sftline.gates.contamination import ContaminationGate
+from sftline.gates.lengths import WhitespaceCounter
+from sftline.gates.runner import build_gates, run_gates
+
+LONG = (
+    "the customer reports that the mobile banking application crashes every time they try to "
+    "upload a photo of a cheque for deposit after the latest update and support has asked them "
+    "to reinstall the application and clear the cache before trying again tomorrow morning"
+)
+
+
+def ex(index: int, text: str, label: str = "x", prefix: str = "t", **tags: str) -> Example:
+    return Example(
+        id=f"{prefix}{index}",
+        provenance=Provenance("f.jsonl", "0" * 64, "classification", index + 1),
+        text=text,
+        label=label,
+        tags=tags,
+    )
+
+
+GOLD = [
+    ex(0, "what is the routing number of my bank", prefix="g"),
+    ex(1, LONG, prefix="g"),
+    ex(2, "please cancel my dinner reservation for tonight", prefix="g"),
+]
+
+
+def test_exact_near_and_ngram_contamination_are_caught_with_the_matched_example() -> None:
+    train = [
+        ex(0, "What is the ROUTING number of my bank"),  # exact after normalisation
+        ex(1, "what is the routing number of my bank?"),  # near (punctuation)
+        ex(2, "i was told that " + LONG[4:200] + " and more"),  # shares 13-grams with a long gold text
+        ex(3, "how do i make a good risotto"),  # clean
+        ex(4, "set an alarm for six thirty in the morning"),  # clean
+    ]
+    outcome = ContaminationGate({"support-gold@v1": GOLD}).check(train)
+    found = {(f.example_id, f.reason, f.related) for f in outcome.flags}
+    assert found == {
+        ("t0", "contamination_exact", ("support-gold@v1:g0",)),
+        ("t1", "contamination_near", ("support-gold@v1:g0",)),
+        ("t2", "contamination_ngram", ("support-gold@v1:g1",)),
+    }
+    assert outcome.report["n_matches"] == 3
+    match = next(m for m in outcome.report["matches"] if m["example"] == "t1")
+    assert match["against_text"] == GOLD[0].text and match["similarity"] >= 0.8
+
+
+def test_no_held_out_sets_means_nothing_to_flag() -> None:
+    assert ContaminationGate({}).check([ex(0, "anything")]).flags == []
+
+
+def test_runner_quarantines_blocks_keeps_warnings_and_counts_add_up() -> None:
+    contract = Contract(
+        task="classify", output=OutputFormat(kind="labels", labels=["balance", "fraud", "timer"])
+    )
+    examples = [
+        ex(0, "what is my balance", "balance", domain="banking"),
+        ex(1, "what is my balance", "balance", domain="banking"),  # exact duplicate
+        ex(2, "someone stole my card", "fraud", domain="banking"),
+        ex(3, "someone stole my card", "balance", domain="banking"),  # conflict with 2
+        ex(4, "email me at jane.doe@example.com", "balance", domain="banking"),  # PII
+        ex(5, "set a timer for five minutes", "alarm", domain="utility"),  # label not in set
+        ex(6, "set a timer for ten minutes please", "timer", domain="utility"),
+        ex(7, "please cancel my dinner reservation for tonight", "timer"),  # contamination
+    ]
+    config = GatesConfig.model_validate({"balance": {"action": "warn", "min_share": 0.6}})
+    gates = build_gates(config, contract, against={"gold@v1": GOLD}, token_counter=WhitespaceCounter())
+    result = run_gates(examples, gates)
+    reasons = {r.example.id: r.reason for r in result.rejected}
+    assert reasons == {
+        "t1": "exact_duplicate",
+        "t2": "conflicting_labels",
+        "t3": "conflicting_labels",
+        "t4": "pii_email",
+        "t5": "label_not_in_set",
+        "t7": "contamination_exact",
+    }
+    assert [e.id for e in result.accepted] == ["t0", "t6"]
+    assert result.checked == len(result.accepted) + len(result.rejected)
+    assert result.passed
+    assert result.counts["balance"]["below_min_share"]["warned"] >= 1
+
+    blocking = GatesConfig.model_validate({"balance": {"action": "block", "min_share": 0.6}})
+    failed = run_gates(
+        examples, build_gates(blocking, contract, against={}, token_counter=WhitespaceCounter())
+    )
+    assert not failed.passed and any("balance" in f for f in failed.failures)
+
+
+def test_redaction_keeps_the_example_with_placeholders() -> None:
+    config = GatesConfig.model_validate({"pii": {"mode": "redact"}, "balance": {"action": "off"}})
+    gates = build_gates(config, Contract(), against={}, token_counter=WhitespaceCounter())
+    result = run_gates([ex(0, "call me on +44 20 7946 0958 about my order"), ex(1, "no pii here")], gates)
+    assert [e.text for e in result.accepted] == ["call me on <PHONE> about my order", "no pii here"]
+    assert result.rejected == [] and result.counts["pii"]["pii_redacted"]["redacted"] == 1
