@@ -19,13 +19,17 @@ import resource
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+from rich.console import Console
+from rich.progress import track
 
 from sftline.gates.near_duplicates import NearDuplicateIndex, exact_jaccard, shingles
 
+T = TypeVar("T")
 CLINC = Path(__file__).resolve().parents[1] / "examples" / "clinc150" / "data_full.json"
 
 _SLOTS = {
@@ -100,7 +104,7 @@ def synthetic_queries(n: int, seed: int = 0) -> tuple[list[str], list[tuple[int,
     texts: list[str] = []
     planted: list[tuple[int, int]] = []
     planted_flags = rng.random_sample(n) < 0.05
-    for k in range(n):
+    for k in _progress(range(n), "generating texts"):
         if planted_flags[k] and k > 0:
             source = int(rng.randint(k))
             texts.append(_perturb(texts[source], rng))
@@ -110,8 +114,14 @@ def synthetic_queries(n: int, seed: int = 0) -> tuple[list[str], list[tuple[int,
         fill = {slot: words[rng.randint(len(words))] for slot, words in _SLOTS.items()}
         fill["l2"] = _SLOTS["l"][rng.randint(len(_SLOTS["l"]))]
         text = template.format(o=rng.randint(10_000, 1_000_000), **fill)
-        texts.append(_OPENERS[rng.randint(len(_OPENERS))] + text + _CLOSERS[rng.randint(len(_CLOSERS))])
+        opener, closer = _OPENERS[rng.randint(len(_OPENERS))], _CLOSERS[rng.randint(len(_CLOSERS))]
+        texts.append(opener + text + closer)
     return texts, planted
+
+
+def _progress(items: Iterable[T], label: str, total: int | None = None) -> Iterable[T]:
+    """A transient progress bar on stderr, so that --json output stays clean."""
+    return track(items, label, total=total, transient=True, console=Console(stderr=True))
 
 
 def _shingle_bytes(shingle: str | tuple[str, ...]) -> bytes:
@@ -121,7 +131,6 @@ def _shingle_bytes(shingle: str | tuple[str, ...]) -> bytes:
 def datasketch_roots(texts: Sequence[str], threshold: float, num_perm: int, seed: int) -> list[int]:
     """The baseline: MinHash + MinHashLSH query-then-insert per text, verify, union-find."""
     from datasketch import MinHash, MinHashLSH
-    from rich.progress import track
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     parent = list(range(len(texts)))
@@ -132,8 +141,8 @@ def datasketch_roots(texts: Sequence[str], threshold: float, num_perm: int, seed
             x = parent[x]
         return x
 
-    minhashes = []
-    for k, text in enumerate(track(texts, "datasketch loop", transient=True)):
+    minhashes: list[MinHash] = []
+    for k, text in enumerate(_progress(texts, "datasketch loop")):
         m = MinHash(num_perm=num_perm, seed=seed)
         for shingle in shingles(text):
             m.update(_shingle_bytes(shingle))
@@ -158,7 +167,7 @@ def exact_pairs(texts: Sequence[str], threshold: float) -> tuple[np.ndarray, np.
     rank = {s: r for r, (s, _) in enumerate(sorted(frequency.items(), key=lambda kv: kv[1]))}
     seen: dict[int, list[int]] = defaultdict(list)
     found: list[tuple[int, int]] = []
-    for k, shingle_set in enumerate(sets):
+    for k, shingle_set in enumerate(_progress(sets, "exact Jaccard pairs")):
         ordered = sorted(rank[s] for s in shingle_set)
         prefix = ordered[: len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1]
         candidates = {other for r in prefix for other in seen[r]}
@@ -189,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=15_000, help="CLINC150 train queries to use")
     parser.add_argument("--synthetic", type=int, help="generate N synthetic queries instead")
-    parser.add_argument("--baseline-rows", type=int, help="rows for datasketch (<= 20,000)")
+    parser.add_argument("--baseline-rows", type=int, help="rows for datasketch (min(rows, 20,000))")
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--num-perm", type=int, default=128)
     parser.add_argument("--seed", type=int, default=1, help="MinHash seed (both methods)")
@@ -232,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "datasketch_seconds": round(base_s, 2), "datasketch_records_per_s": round(n_base / base_s),
         "speedup_same_rows": round(base_s / ours_base_s, 1),
         "peak_rss_mib_after_ours": round(rss_mib),
+        "peak_rss_mib_at_end": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "clusters": int(np.sum(np.bincount(roots) >= 2)),
         "flagged": int(np.sum(roots != np.arange(len(roots)))),
         "exact_pairs_in_baseline_rows": int(i.size),

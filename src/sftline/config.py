@@ -146,8 +146,9 @@ class LengthSettings(GateSettings):
 
 class BalanceSettings(GateSettings):
     action: Action = "warn"
-    min_share: float = Field(default=0.01, ge=0, lt=1)
-    """A label or slice below this share of the examples is flagged."""
+    min_share: float | None = Field(default=None, ge=0, lt=1)
+    """A label or slice below this share of the examples is flagged; by default a fifth of the
+    uniform share (0.2 / number of values), so 151 balanced labels flag nothing."""
     tags: list[str] | None = None
     """Tag keys to check (default: every tag key)."""
 

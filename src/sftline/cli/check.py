@@ -47,7 +47,12 @@ def check(
         Path | None,
         typer.Option("--config", help="A YAML file of gate settings (default: sftline.yaml's gates)."),
     ] = None,
-    engine: Annotated[str, typer.Option(help="local (in-process).")] = "local",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (in-process) or ray (Ray Data; a local instance unless RAY_ADDRESS is set)."
+        ),
+    ] = "local",
     html: Annotated[
         Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
     ] = None,
@@ -57,15 +62,19 @@ def check(
     from sftline.gates.check import check_version
     from sftline.reports.gates import render_gate_report
 
-    if engine != "local":
-        raise SftlineError(f"--engine {engine!r} is not available; use --engine local")
+    if engine not in ("local", "ray"):
+        raise SftlineError(f"--engine {engine!r}: use local or ray")
+    from sftline.gates.engine import make_engine
+
     gates_config = _gates_config(config)
+    runner = make_engine(engine)
     with open_workspace() as workspace, progress_bar(f"checking {ref}", quiet=json_output) as update:
         outcome = check_version(
             workspace,
             ref,
             against=against,
             gates_config=gates_config,
+            engine=runner,
             progress=lambda done, total, _name: update(done, total),
         )
     if html is not None:

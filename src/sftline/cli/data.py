@@ -142,7 +142,7 @@ def list_(json_output: JsonFlag = False) -> None:
     from sftline.record.schema import Dataset
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
             version = head(session, dataset)
             rows.append(

@@ -95,7 +95,7 @@ def mix(
     counts = requested_counts(components, total)
     rng = random.Random(seed)
     chosen: list[Example] = []
-    report = []
+    report: list[dict[str, Any]] = []
     for component in components:
         pool, wanted = pools[component.name], counts[component.name]
         if wanted and not pool:

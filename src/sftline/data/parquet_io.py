@@ -46,7 +46,7 @@ def example_record_from_row(row: dict[str, object]) -> dict[str, object]:
         if row[name] is not None:
             record[name] = row[name]
     if row["tags"]:
-        record["tags"] = dict(row["tags"])  # type: ignore[arg-type]
+        record["tags"] = dict(row["tags"])  # type: ignore[arg-type,call-overload]
     return record
 
 

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from sftline.data.example import Example
 from sftline.gates.base import GateOutcome
 
+UNIFORM_FRACTION = 0.2  # default threshold: a fifth of the share every value would have if balanced
+
 
 class BalanceGate:
     name = "balance"
 
-    def __init__(self, *, min_share: float = 0.01, tags: Sequence[str] | None = None) -> None:
+    def __init__(self, *, min_share: float | None = None, tags: Sequence[str] | None = None) -> None:
         self.min_share = min_share
         self.tags = tags
 
@@ -32,10 +34,13 @@ class BalanceGate:
             counter = Counter(e.tags.get(key, "(untagged)") for e in examples)
             tables[f"tag:{key}"] = dict(counter.most_common())
         findings = []
+        thresholds = {}
         for table, counts in tables.items():
+            threshold = self.min_share if self.min_share is not None else UNIFORM_FRACTION / len(counts)
+            thresholds[table] = round(threshold, 6)
             for value, count in counts.items():
                 share = count / total if total else 0.0
-                if share < self.min_share:
+                if share < threshold:
                     findings.append(
                         {
                             "slice": table,
@@ -47,5 +52,11 @@ class BalanceGate:
                     )
         return GateOutcome(
             self.name,
-            report={"total": total, "min_share": self.min_share, "tables": tables, "findings": findings},
+            report={
+                "total": total,
+                "min_share": self.min_share,
+                "thresholds": thresholds,
+                "tables": tables,
+                "findings": findings,
+            },
         )

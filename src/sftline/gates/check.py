@@ -19,6 +19,7 @@ from sftline.data.export import example_record
 from sftline.data.holdouts import frozen_gold_sets
 from sftline.data.versions import commit_version, load_examples, resolve, version_summary
 from sftline.errors import ModelError
+from sftline.gates.engine import Engine
 from sftline.gates.lengths import HfTokenCounter, TokenCounter, WhitespaceCounter
 from sftline.gates.runner import CheckResult, Rejected, build_gates, run_gates
 from sftline.record.schema import BaseModelEntry, GateReport
@@ -91,6 +92,7 @@ def check_version(
     *,
     against: Sequence[str] = (),
     gates_config: GatesConfig | None = None,
+    engine: Engine | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CheckOutcome:
     project = workspace.project
@@ -110,9 +112,10 @@ def check_version(
     gates = build_gates(
         config, project.config.contract, against=held_out, token_counter=token_counter_for(workspace)
     )
-    result = run_gates(examples, gates, progress=progress)
+    result = run_gates(examples, gates, engine=engine, progress=progress)
     report = {
         "version": checked_ref,
+        "engine": engine.name if engine else "local",
         "against": list(held_out),
         **result.summary(),
         "gates": result.reports,

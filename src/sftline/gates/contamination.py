@@ -55,7 +55,13 @@ class ContaminationGate:
         self.ngram = ngram
         self.long_words = long_words
 
+    def features(self, batch: Sequence[Example]) -> list[str]:
+        return [normalize_text(e.prompt) for e in batch]
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
+        return self.decide(examples, self.features(examples))
+
+    def decide(self, examples: Sequence[Example], normalized: Sequence[str]) -> GateOutcome:
         outcome = GateOutcome(self.name)
         refs = self.references
         matches: list[dict[str, object]] = []
@@ -81,7 +87,6 @@ class ContaminationGate:
             )
 
         exact = {r.normalized: r for r in refs}
-        normalized = [normalize_text(e.prompt) for e in examples]
         remaining = []
         for example, text in zip(examples, normalized, strict=True):
             if text in exact:

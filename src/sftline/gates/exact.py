@@ -21,8 +21,13 @@ class ExactDuplicateGate:
 
     name = "exact_duplicates"
 
+    def features(self, batch: Sequence[Example]) -> list[str]:
+        return [f"{normalize_text(e.prompt)}\x1f{normalize_text(e.target)}" for e in batch]
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
-        keys = [f"{normalize_text(e.prompt)}\x1f{normalize_text(e.target)}" for e in examples]
+        return self.decide(examples, self.features(examples))
+
+    def decide(self, examples: Sequence[Example], keys: Sequence[str]) -> GateOutcome:
         outcome = GateOutcome(self.name)
         groups = [members for members in _groups(keys).values() if len(members) > 1]
         for members in groups:
@@ -43,12 +48,18 @@ class ConflictGate:
 
     name = "conflicts"
 
+    def features(self, batch: Sequence[Example]) -> list[tuple[str, str]]:
+        return [(normalize_text(e.prompt), normalize_text(e.target)) for e in batch]
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
-        prompts = _groups([normalize_text(e.prompt) for e in examples])
+        return self.decide(examples, self.features(examples))
+
+    def decide(self, examples: Sequence[Example], keys: Sequence[tuple[str, str]]) -> GateOutcome:
+        prompts = _groups([prompt for prompt, _ in keys])
         outcome = GateOutcome(self.name)
         conflicts = []
         for members in prompts.values():
-            targets = {normalize_text(examples[i].target) for i in members}
+            targets = {keys[i][1] for i in members}
             if len(targets) < 2:
                 continue
             ids = tuple(examples[i].id for i in members)

@@ -50,10 +50,32 @@ class FormatGate:
                 return "schema_violation", f"at {where}: {error.message[:200]}"
         return None
 
+    def _active(self) -> bool:
+        kind = self.contract.output.kind
+        return not (kind == "text" or (kind == "labels" and not self.labels))
+
+    def features(self, batch: Sequence[Example]) -> list[tuple[str, str] | None]:
+        """(reason, detail) of each example's first problem, or None."""
+        if not self._active():
+            return [None] * len(batch)
+        problems: list[tuple[str, str] | None] = []
+        for example in batch:
+            found = None
+            for field, answer in self._answers(example):
+                problem = self._problem(answer)
+                if problem is not None:
+                    found = (problem[0], f"{field}: {problem[1]}")
+                    break
+            problems.append(found)
+        return problems
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
+        return self.decide(examples, self.features(examples))
+
+    def decide(self, examples: Sequence[Example], problems: Sequence[tuple[str, str] | None]) -> GateOutcome:
         outcome = GateOutcome(self.name)
         kind = self.contract.output.kind
-        if kind == "text" or (kind == "labels" and not self.labels):
+        if not self._active():
             outcome.report = {
                 "checked": False,
                 "why": f"the contract's output kind is {kind!r} with no label set"
@@ -61,11 +83,8 @@ class FormatGate:
                 else "the contract's output is free text",
             }
             return outcome
-        for example in examples:
-            for field, answer in self._answers(example):
-                problem = self._problem(answer)
-                if problem is not None:
-                    outcome.flags.append(Flag(example.id, problem[0], f"{field}: {problem[1]}"))
-                    break
+        for example, problem in zip(examples, problems, strict=True):
+            if problem is not None:
+                outcome.flags.append(Flag(example.id, problem[0], problem[1]))
         outcome.report = {"checked": True, "output_kind": kind}
         return outcome

@@ -30,7 +30,7 @@ class TokenCount:
 class TokenCounter(Protocol):
     name: str
 
-    def count(self, example: Example) -> TokenCount: ...
+    def count_batch(self, examples: Sequence[Example]) -> list[TokenCount]: ...
 
 
 class WhitespaceCounter:
@@ -38,8 +38,8 @@ class WhitespaceCounter:
 
     name = "whitespace"
 
-    def count(self, example: Example) -> TokenCount:
-        return TokenCount(len(f"{example.prompt} {example.target}".split()), len(example.target.split()))
+    def count_batch(self, examples: Sequence[Example]) -> list[TokenCount]:
+        return [TokenCount(len(f"{e.prompt} {e.target}".split()), len(e.target.split())) for e in examples]
 
 
 class HfTokenCounter:
@@ -49,6 +49,14 @@ class HfTokenCounter:
         self.tokenizer = tokenizer
         self.name = name
         self.system_prompt = system_prompt
+        self._backend = None
+        if getattr(tokenizer, "is_fast", False):
+            from tokenizers import Tokenizer
+
+            # A private copy with truncation and padding off: lengths must be the real ones.
+            self._backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            self._backend.no_truncation()
+            self._backend.no_padding()
 
     @classmethod
     def from_folder(cls, folder: Path, name: str, system_prompt: str | None = None) -> HfTokenCounter:
@@ -56,23 +64,49 @@ class HfTokenCounter:
 
         return cls(AutoTokenizer.from_pretrained(folder, local_files_only=True), name, system_prompt)
 
-    def _tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _lengths(self, texts: list[str], *, special: bool) -> list[int]:
+        if not texts:
+            return []
+        if self._backend is not None:
+            # The Rust tokenizer encodes the whole batch in one call, ~3x faster than the wrapper.
+            return [len(e.ids) for e in self._backend.encode_batch(texts, add_special_tokens=special)]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
 
-    def count(self, example: Example) -> TokenCount:
-        if example.messages is None:
-            total = len(self.tokenizer(example.text or "")["input_ids"])
-            return TokenCount(total, self._tokens(example.label or ""))
-        messages = example.messages
-        if self.system_prompt and messages[0]["role"] != "system":
+    def _rendered(self, example: Example) -> str:
+        messages = example.messages or []
+        if self.system_prompt and messages and messages[0]["role"] != "system":
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
         if getattr(self.tokenizer, "chat_template", None):
-            rendered = self.tokenizer.apply_chat_template(messages, tools=example.tools, tokenize=False)
-            total = self._tokens(rendered)
-        else:
-            total = sum(self._tokens(m.get("content") or "") for m in messages)
-        target = sum(self._tokens(m.get("content") or "") for m in messages if m["role"] == "assistant")
-        return TokenCount(total, target)
+            return str(self.tokenizer.apply_chat_template(messages, tools=example.tools, tokenize=False))
+        return "\n".join(m.get("content") or "" for m in messages)
+
+    def count_batch(self, examples: Sequence[Example]) -> list[TokenCount]:
+        """Classification: tokens of the text with special tokens, and of the label.
+        Chat: tokens of the chat-template rendering, and of the assistant turns."""
+        chats = [e for e in examples if e.messages is not None]
+        texts = [e for e in examples if e.messages is None]
+        totals = dict(
+            zip(
+                (e.id for e in texts), self._lengths([e.text or "" for e in texts], special=True), strict=True
+            )
+        )
+        targets = dict(
+            zip(
+                (e.id for e in texts),
+                self._lengths([e.label or "" for e in texts], special=False),
+                strict=True,
+            )
+        )
+        totals.update(
+            zip(
+                (e.id for e in chats),
+                self._lengths([self._rendered(e) for e in chats], special=False),
+                strict=True,
+            )
+        )
+        answers = [e.target for e in chats]
+        targets.update(zip((e.id for e in chats), self._lengths(answers, special=False), strict=True))
+        return [TokenCount(totals[e.id], targets[e.id]) for e in examples]
 
 
 def length_histogram(lengths: np.ndarray) -> dict[str, Any]:
@@ -106,8 +140,13 @@ class LengthGate:
         self.min_target_tokens = min_target_tokens
         self.extreme_factor = extreme_factor
 
+    def features(self, batch: Sequence[Example]) -> list[TokenCount]:
+        return self.counter.count_batch(batch)
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
-        counts = [self.counter.count(e) for e in examples]
+        return self.decide(examples, self.features(examples))
+
+    def decide(self, examples: Sequence[Example], counts: Sequence[TokenCount]) -> GateOutcome:
         totals = np.array([c.total for c in counts], dtype=np.int64)
         outcome = GateOutcome(self.name)
         median = float(np.median(totals)) if totals.size else 0.0

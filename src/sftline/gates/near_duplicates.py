@@ -2,10 +2,11 @@
 
 datasketch (`MinHash`, `MinHashLSH`) is the reference implementation and the benchmark's
 baseline; this module computes the same kind of signatures with numpy instead. At 1M short
-texts the per-document Python calls dominate a datasketch loop (one `MinHash` object, one
-`update` per shingle, one `insert` and one `query` per text: ~20 Python calls and ~40 numpy calls
-on tiny arrays per text), while the arithmetic itself is ~40 shingles x 128 permutations = 5k
-multiply-adds per text. Here every step works on a whole chunk of documents at once:
+texts the per-document Python calls dominate a datasketch loop (one `MinHash` object, ~40
+`update` calls, one `insert` and one `query` per text, each a few numpy calls on arrays of 128),
+while the arithmetic itself is only ~40 shingles x 128 permutations = 5k multiply-adds per text:
+the loop manages ~1.4k texts/s, this module ~50-90k texts/s (bench/bench_near_duplicates.py).
+Here every step works on a whole chunk of documents at once:
 
 1. normalise, concatenate the chunk and read its code points as one uint32 array;
 2. hash every shingle with a rolling polynomial over that array, masking windows that cross a
@@ -40,10 +41,13 @@ _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the rolling hashes (2
 _LENGTH_SALT = np.uint64(0xD6E8FEB86659FD93)  # separates whole short texts from full windows
 _MODE_SALT = {"char": np.uint64(0x243F6A8885A308D3), "word": np.uint64(0x13198A2E03707344)}
 _CHUNK_DOCS = 4096  # documents per chunk: ~4096 x 40 chars x 8 bytes = 1.3 MB per uint64 array
+_CHUNK_CHARS = 1 << 21  # and <= ~2M characters (+ one document): ~10 uint64 arrays = ~170 MB
 _BLOCK_BYTES = 4 << 20  # permutation block: 2 uint64 buffers of (perms x shingles) in ~4 MB (cache)
-_BUCKET_ALL_PAIRS = 64  # a band bucket up to this size gives all its pairs (<= 2016); larger: a star
-_PAIR_BATCH = 1 << 16  # pairs verified at once: 65536 x 128 bytes = 8 MB of comparisons
-_WORKERS = min(8, os.cpu_count() or 1)  # numpy releases the GIL, so chunks run on threads
+_BUCKET_ALL_PAIRS = 64  # a bucket up to this size gives all its pairs (<= 2016), larger a star
+_PAIR_BATCH = 1 << 14  # pairs verified at once: 16,384 x 2 rows x 512 bytes = 16 MB gathered
+# Chunks run on threads: numpy's elementwise loops release the GIL (normalisation and reduceat
+# do not), which gave ~1.3x on 2 cores.
+_WORKERS = min(8, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,10 @@ class ShingleSpec:
     """Characters per shingle for short texts (CLINC150 intents are ~8 words)."""
     word_ngram: int = 3
     """Words per shingle for longer texts."""
-    short_words: int = 12
-    """Texts with fewer words than this are shingled by characters, the rest by words."""
+    short_words: int = 40
+    """Texts with fewer words than this are shingled by characters, the rest by words. 40, not
+    ~12: at the switch two near-identical texts get different shingle kinds (Jaccard 0), and
+    word 3-grams miss one-typo edits of 12-20 word texts."""
 
 
 def shingles(text: str, **shingle_options: int) -> set[str | tuple[str, ...]]:
@@ -81,9 +87,7 @@ def exact_jaccard(a: str, b: str, **shingle_options: int) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def optimal_bands(
-    threshold: float, num_perm: int, false_negative_weight: float = 0.9
-) -> tuple[int, int]:
+def optimal_bands(threshold: float, num_perm: int, false_negative_weight: float = 0.9) -> tuple[int, int]:
     """(bands, rows) minimising weighted false-positive + false-negative probability.
 
     datasketch's `_optimal_param`: a pair of similarity s becomes a candidate with probability
@@ -94,7 +98,8 @@ def optimal_bands(
     permutations that gives 14 bands x 9 rows: a pair at Jaccard 0.8 becomes a candidate with
     probability 0.87, at 0.85 0.97 (datasketch's 9 x 13: 0.40 and 0.69).
     """
-    b, r = zip(*[(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)])
+    combos = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    b, r = zip(*combos, strict=True)
     bands, rows = np.array(b, float)[:, None], np.array(r, float)[:, None]
 
     def area(lo: float, hi: float, above: bool) -> np.ndarray:
@@ -167,15 +172,13 @@ def _word_hashes(cp: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     chars, new_word = cp[~space].astype(np.uint64), new_word[~space]
     word_starts = np.flatnonzero(new_word)
     sizes = np.diff(np.append(word_starts, chars.size))
-    position = np.arange(chars.size, dtype=np.uint64) - np.repeat(word_starts, sizes).astype(
-        np.uint64
-    )
+    position = np.arange(chars.size) - np.repeat(word_starts, sizes)
     # sum over the word of mix(code point, position in word): order-sensitive, one reduceat
-    return np.add.reduceat(_mix64(chars | (position << np.uint64(32))), word_starts)
+    return np.add.reduceat(_mix64(chars | (position.astype(np.uint64) << 32)), word_starts)
 
 
 def _shingle_hashes(texts: Sequence[str], spec: ShingleSpec) -> tuple[np.ndarray, ...]:
-    """32-bit shingle hashes of a chunk of texts: (doc order, hashes, count per doc in that order)."""
+    """32-bit shingle hashes of a chunk: (doc order, hashes, count per doc in that order)."""
     norm = [normalize_text(t) for t in texts]
     lengths = np.fromiter(map(len, norm), np.int64, len(norm))
     cp = np.frombuffer("".join(norm).encode("utf-32-le", "surrogatepass"), "<u4")
@@ -195,7 +198,7 @@ def _shingle_hashes(texts: Sequence[str], spec: ShingleSpec) -> tuple[np.ndarray
         hashes, counts = _window_hashes(values, sizes, k)
         hashes = _mix64(hashes ^ _MODE_SALT[mode]) >> np.uint64(32)  # keep 32 bits
         parts.append((np.flatnonzero(docs), hashes, counts))
-    return tuple(np.concatenate(p) for p in zip(*parts))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,15 +247,19 @@ def _signatures(
     a, b = _permutations(num_perm, seed)
     sig = np.empty((len(texts), num_perm), np.uint32)
     keys = np.empty((bands, len(texts)), np.uint64)
+    ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
+    # a chunk ends every _CHUNK_DOCS documents and where the text crosses a _CHUNK_CHARS multiple
+    marks = np.arange(_CHUNK_CHARS, ends[-1] if ends.size else 0, _CHUNK_CHARS)
+    by_chars = np.searchsorted(ends, marks)
+    cuts = np.union1d(np.arange(0, len(texts), _CHUNK_DOCS), by_chars[by_chars > 0]).tolist()
 
-    def run(lo: int) -> None:
-        order, hashes, counts = _shingle_hashes(texts[lo : lo + _CHUNK_DOCS], spec)
+    def run(lo: int, hi: int) -> None:
+        order, hashes, counts = _shingle_hashes(texts[lo:hi], spec)
         sig[lo + order] = _minhash(hashes, counts, a, b)
-        keys[:, lo : lo + _CHUNK_DOCS] = _band_keys(sig[lo : lo + _CHUNK_DOCS], bands, rows)
+        keys[:, lo:hi] = _band_keys(sig[lo:hi], bands, rows)
 
-    chunks = range(0, len(texts), _CHUNK_DOCS)
-    with ThreadPoolExecutor(min(_WORKERS, max(len(chunks), 1))) as pool:
-        list(pool.map(run, chunks))
+    with ThreadPoolExecutor(min(_WORKERS, max(len(cuts), 1))) as pool:
+        list(pool.map(run, cuts, cuts[1:] + [len(texts)]))
     return sig, keys
 
 
@@ -355,7 +362,7 @@ class NearDuplicateIndex:
         threshold: float = 0.8,
         char_ngram: int = 5,
         word_ngram: int = 3,
-        short_words: int = 12,
+        short_words: int = 40,
         seed: int = 1,
     ) -> NearDuplicateIndex:
         spec = ShingleSpec(char_ngram, word_ngram, short_words)
@@ -379,7 +386,8 @@ class NearDuplicateIndex:
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Verified near-duplicate pairs inside the corpus: (i, j, estimated Jaccard), i < j."""
         n = len(self.signatures)
-        found = [_bucket_pairs(k, o) for k, o in zip(self.band_keys, self.band_order)]
+        bands = zip(self.band_keys, self.band_order, strict=True)
+        found = [_bucket_pairs(keys, order) for keys, order in bands]
         codes = _distinct(np.concatenate([i * n + j for i, j in found] + [np.empty(0, int)]))
         i, j = codes // max(n, 1), codes % max(n, 1)
         sides = (self.signatures, self.low_bytes)
@@ -402,19 +410,20 @@ class NearDuplicateIndex:
         for lo in range(0, len(texts), _CHUNK_DOCS):
             batch = keys[:, lo : lo + _CHUNK_DOCS]
             codes = [np.empty(0, np.int64)]
-            for band, (sorted_keys, order) in enumerate(zip(self.band_keys, self.band_order)):
+            bands = zip(self.band_keys, self.band_order, strict=True)
+            for band, (sorted_keys, order) in enumerate(bands):
                 first = np.searchsorted(sorted_keys, batch[band], "left")
                 count = np.searchsorted(sorted_keys, batch[band], "right") - first
                 q = np.repeat(np.arange(batch.shape[1]), count)
                 codes.append(q * n + order[_ranges(first, count)])
             code = _distinct(np.concatenate(codes))
             q, c = code // max(n, 1), code % max(n, 1)
-            batch_sig = sig[lo : lo + _CHUNK_DOCS]
+            theirs = (sig[lo : lo + _CHUNK_DOCS], sig[lo : lo + _CHUNK_DOCS].astype(np.uint8))
             mine = (self.signatures, self.low_bytes)
-            q, c, score = _verify((batch_sig, batch_sig.astype(np.uint8)), mine, q, c, self.threshold)
+            q, c, score = _verify(theirs, mine, q, c, self.threshold)
             rank = np.lexsort((c, -score, q))
             hits: list[list[tuple[int, float]]] = [[] for _ in range(batch.shape[1])]
-            for qi, ci, s in zip(q[rank].tolist(), c[rank].tolist(), score[rank].tolist()):
+            for qi, ci, s in zip(*(x[rank].tolist() for x in (q, c, score)), strict=True):
                 hits[qi].append((ci, s))
             found += hits
         return found
@@ -448,6 +457,9 @@ class NearDuplicateGate:
         field: Literal["prompt", "example"] = "prompt",
         seed: int = 1,
     ) -> None:
+        _check(threshold, num_perm, ShingleSpec())
+        if field not in ("prompt", "example"):
+            raise ConfigError(f"near-duplicate field must be 'prompt' or 'example', got {field!r}")
         self.threshold, self.num_perm, self.field, self.seed = threshold, num_perm, field, seed
 
     def _text(self, example: Example) -> str:
@@ -467,7 +479,7 @@ class NearDuplicateGate:
             rep_id = examples[rep].id
             sig = index.signatures
             scores = _equal_counts(sig, sig, np.full_like(others, rep), others) / index.num_perm
-            for member, score in zip(others.tolist(), scores.tolist()):
+            for member, score in zip(others.tolist(), scores.tolist(), strict=True):
                 detail = f"Jaccard ~{score:.2f} with {rep_id} (cluster of {len(group)})"
                 flag = Flag(examples[member].id, "near_duplicate", detail, (rep_id,))
                 flagged.append((member, flag))

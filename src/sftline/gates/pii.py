@@ -298,13 +298,24 @@ class PiiGate:
         self.kinds = tuple(kind for kind in PII_KINDS if kind in kinds)
         self.fields = fields
 
+    def features(self, batch: Sequence[Example]) -> list[list[tuple[str, str, list[PiiMatch]]]]:
+        """Per example: (location, text, matches) for every scanned field that holds PII."""
+        found = []
+        for example in batch:
+            scanned = ((at, text, find_pii(text, self.kinds)) for at, text in self._texts(example))
+            found.append([(at, text, matches) for at, text, matches in scanned if matches])
+        return found
+
     def check(self, examples: Sequence[Example]) -> GateOutcome:
+        return self.decide(examples, self.features(examples))
+
+    def decide(
+        self, examples: Sequence[Example], features: Sequence[list[tuple[str, str, list[PiiMatch]]]]
+    ) -> GateOutcome:
         outcome = GateOutcome(gate=self.name)
         totals: Counter[str] = Counter()
         with_pii = 0
-        for example in examples:
-            scanned = ((at, text, find_pii(text, self.kinds)) for at, text in self._texts(example))
-            found = [(at, text, matches) for at, text, matches in scanned if matches]
+        for example, found in zip(examples, features, strict=True):
             if not found:
                 continue
             with_pii += 1

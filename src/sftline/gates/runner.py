@@ -17,6 +17,7 @@ from sftline.data.example import Example
 from sftline.gates.balance import BalanceGate
 from sftline.gates.base import Gate
 from sftline.gates.contamination import ContaminationGate
+from sftline.gates.engine import Engine, LocalEngine
 from sftline.gates.exact import ConflictGate, ExactDuplicateGate
 from sftline.gates.format import FormatGate
 from sftline.gates.lengths import LengthGate, TokenCounter
@@ -119,8 +120,10 @@ def run_gates(
     examples: Sequence[Example],
     gates: Sequence[tuple[Gate, GateSettings]],
     *,
+    engine: Engine | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CheckResult:
+    engine = engine or LocalEngine()
     survivors = list(examples)
     rejected: list[Rejected] = []
     warnings: list[Warning] = []
@@ -130,7 +133,11 @@ def run_gates(
     for position, (gate, settings) in enumerate(gates):
         if progress is not None:
             progress(position, len(gates), gate.name)
-        outcome = gate.check(survivors)
+        features = getattr(gate, "features", None)
+        if features is not None:
+            outcome = gate.decide(survivors, engine.map(features, survivors))  # type: ignore[attr-defined]
+        else:
+            outcome = gate.check(survivors)
         reports[gate.name] = outcome.report
         gate_counts = counts.setdefault(gate.name, {})
         by_id = {e.id: e for e in survivors}

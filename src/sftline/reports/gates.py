@@ -46,7 +46,7 @@ percentiles {% for k, v in lengths.total_tokens.percentiles.items() %}{{ k }} {{
 
 {% if balance %}<h2>Balance</h2>
 {% for table, chart in balance_charts %}<h3>{{ table }}</h3>{{ chart | safe }}{% endfor %}
-{% if balance.findings %}<p>Below the minimum share ({{ balance.min_share }}):
+{% if balance.findings %}<p>Below the minimum share (thresholds {{ balance.thresholds }}):
 {% for f in balance.findings %}<code>{{ f.slice }}={{ f.value }}</code> {{ f.count }} {% endfor %}</p>{% endif %}{% endif %}
 
 <h2>Quarantined examples (first {{ r.rejects | length }})</h2>

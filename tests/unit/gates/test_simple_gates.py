@@ -132,3 +132,28 @@ def test_balance_reports_labels_and_slices_below_min_share() -> None:
     found = {(f["slice"], f["value"]) for f in outcome.report["findings"]}
     assert found == {("label", "rare"), ("tag:domain", "travel"), ("tag:domain", "(untagged)")}
     assert outcome.report["tables"]["label"] == {"common": 99, "rare": 1}
+
+
+def test_hf_token_counts_are_real_lengths_without_truncation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    from sftline.gates.lengths import HfTokenCounter
+    from sftline.models import materialise_embedded
+
+    model = materialise_embedded("minilm-l6", tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    long_text = "please check the balance of my savings account " * 200  # ~1,600 tokens > 512
+    examples = [ex(0, "how do i freeze my debit card", "freeze_account"), ex(1, long_text, "balance")]
+    counts = HfTokenCounter(tokenizer, "minilm-l6").count_batch(examples)
+    expected = [len(tokenizer(e.text, truncation=False)["input_ids"]) for e in examples]
+    assert [c.total for c in counts] == expected
+    assert counts[1].total > 1000
+    assert counts[0].target == len(tokenizer("freeze_account", add_special_tokens=False)["input_ids"])
+
+
+def test_balance_default_threshold_is_relative_to_the_uniform_share() -> None:
+    examples = [ex(i, f"q{i}", f"label{i % 150}") for i in range(1500)]
+    examples += [ex(1500 + i, f"r{i}", "rare") for i in range(1)]
+    outcome = BalanceGate().check(examples)
+    assert [(f["slice"], f["value"]) for f in outcome.report["findings"]] == [("label", "rare")]
+    assert outcome.report["thresholds"]["label"] == round(0.2 / 151, 6)
