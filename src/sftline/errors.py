@@ -45,3 +45,7 @@ class OptionalDependencyMissing(SftlineError):
 
 class FrozenDatasetError(SftlineError):
     """A change to a frozen gold set, or a training set that overlaps one."""
+
+
+class TrainingError(SftlineError):
+    """Training cannot start or continue (bad masks, no data, a resume that does not match)."""

@@ -15,6 +15,7 @@ from sftline.cli import check as check_cli
 from sftline.cli import data as data_cli
 from sftline.cli import holdouts as holdouts_cli
 from sftline.cli import models as models_cli
+from sftline.cli import train as train_cli
 from sftline.cli.context import state
 from sftline.cli.output import console, err_console, print_json
 from sftline.errors import SftlineError
@@ -30,6 +31,7 @@ check_cli.register(data_cli.app)
 holdouts_cli.register(data_cli.app)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
+train_cli.register(app)
 
 
 def _version(value: bool) -> None:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select
 
 from sftline.config import GatesConfig
 from sftline.data.example import canonical_json
 from sftline.data.export import example_record
 from sftline.data.holdouts import frozen_gold_sets
 from sftline.data.versions import commit_version, load_examples, resolve, version_summary
-from sftline.errors import ModelError
 from sftline.gates.engine import Engine
 from sftline.gates.lengths import HfTokenCounter, TokenCounter, WhitespaceCounter
 from sftline.gates.runner import CheckResult, Rejected, build_gates, run_gates
-from sftline.record.schema import BaseModelEntry, GateReport
+from sftline.models.lookup import find_base_model
+from sftline.record.schema import GateReport
 from sftline.record.workspace import Workspace
 
 
@@ -31,21 +28,8 @@ def token_counter_for(workspace: Workspace) -> TokenCounter:
     config = workspace.project.config
     if config.base_model is None:
         return WhitespaceCounter()
-    from sftline.models import resolve_name
-
-    name = config.base_model
-    with workspace.record.session() as session:
-        entry = session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == name)).first()
-        if entry is None:
-            with contextlib.suppress(ModelError):  # not an embedded alias: reported below as not pulled
-                name = resolve_name(name)
-            entry = session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == name)).first()
-        path = Path(entry.path) if entry else None
-    if path is None or not path.is_dir():
-        raise ModelError(
-            f"base model {config.base_model!r} is not pulled; run `sftline models pull {config.base_model}`"
-        )
-    return HfTokenCounter.from_folder(path, name, config.contract.system_prompt)
+    base = find_base_model(workspace, config.base_model)
+    return HfTokenCounter.from_folder(base.path, base.name, config.contract.system_prompt)
 
 
 def _rejects_table(rejected: Sequence[Rejected]) -> pa.Table:

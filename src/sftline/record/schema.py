@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -168,3 +168,41 @@ class Mixture(Base):
     seed: Mapped[int] = mapped_column(Integer)
     result_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    """A training run: its config, data, base model, code version, status and output."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    """running, completed, failed, interrupted, stopped_early."""
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int] = mapped_column(Integer)
+    data_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    eval_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    base_model: Mapped[str] = mapped_column(String(200))
+    base_model_hash: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str] = mapped_column(String(100))
+    output_dir: Mapped[str] = mapped_column(Text)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    data_version: Mapped[DatasetVersion] = relationship(foreign_keys=[data_version_id])
+
+
+class RunMetric(Base):
+    """A metric of a run at an optimizer step (train loss, eval loss, learning rate, tokens/s)."""
+
+    __tablename__ = "run_metrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float] = mapped_column(Float)

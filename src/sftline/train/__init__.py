@@ -1,0 +1,1 @@
+"""The training station: chat rendering and loss masks, packing, the trainer."""

@@ -1,0 +1,69 @@
+"""Training configuration: every knob with its default and what it means (`sftline train --help`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(default=16, ge=1)
+    """LoRA rank r."""
+    alpha: int = Field(default=32, ge=1)
+    """LoRA alpha; the update is scaled by alpha / rank."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names to adapt; `all-linear`: every linear layer of the decoder (not the LM head)."""
+    merge: bool = True
+    """Export merged weights (a plain HF folder) besides the adapter."""
+
+
+class TrainConfig(BaseModel):
+    """One training run. Defaults follow common SFT practice for small models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str
+    """Base model: smollm2-135m-instruct, minilm-l6, or a name from `sftline models register`."""
+    data: str
+    """Training data: NAME or NAME@VERSION."""
+    method: Literal["lora", "full"] = "lora"
+    task: Literal["chat", "classify"] | None = None
+    """Default: the contract's task."""
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps; overrides epochs."""
+    lr: float | None = Field(default=None, gt=0)
+    """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning."""
+    batch_tokens: int = Field(default=8192, ge=16)
+    """Tokens per micro-batch (packed rows, padding-free)."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    lora: LoraSettings = LoraSettings()
+    max_length: int | None = Field(default=None, ge=8)
+    """Longest rendered example in tokens; default the contract's limits.max_length."""
+    length_policy: Literal["drop", "truncate-prompt"] = "drop"
+    """What happens to longer examples; counts are always reported."""
+    eval_on: str | None = None
+    """A holdout version evaluated during training (loss until the eval station exists)."""
+    eval_every: int = Field(default=50, ge=1)
+    """Optimizer steps between evaluations."""
+    early_stop_patience: int | None = Field(default=None, ge=1)
+    """Stop after this many evaluations without improvement; the best checkpoint is kept."""
+    save_every: int = Field(default=50, ge=1)
+    """Optimizer steps between checkpoints (resume points)."""
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _lr_default(self) -> TrainConfig:
+        if self.lr is None:
+            self.lr = 2e-4 if self.method == "lora" else 2e-5
+        return self

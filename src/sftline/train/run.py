@@ -1,0 +1,202 @@
+"""`sftline train`: a run from the record's data and base model to an exported HF folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import select
+
+from sftline import __version__
+from sftline.data.versions import load_examples, resolve
+from sftline.errors import TrainingError
+from sftline.models.lookup import find_base_model
+from sftline.record.schema import Run, RunMetric
+from sftline.record.workspace import Workspace
+from sftline.train.config import TrainConfig
+from sftline.train.trainer import PreparedData, build_model, prepare, train_loop
+
+RUNS_DIR = "runs"
+
+
+def code_version() -> str:
+    """sftline's version, plus the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def start_run(
+    workspace: Workspace,
+    config: TrainConfig,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    resume: str | None = None,
+    stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    project = workspace.project
+    contract = project.config.contract
+    task = config.task or contract.task
+    if task != "chat":
+        raise TrainingError(
+            "task 'classify' (a sequence classifier) is not built yet; train with --task chat"
+        )
+    base = find_base_model(workspace, config.base)
+    if base.kind != "causal-lm":
+        raise TrainingError(f"base model {base.name} is a {base.kind}, not a causal LM; chat SFT needs one")
+    max_length = config.max_length or contract.limits.max_length
+    with workspace.record.session() as session:
+        data_version = resolve(session, config.data)
+        examples = load_examples(workspace, data_version)
+        eval_version = resolve(session, config.eval_on) if config.eval_on else None
+        eval_examples = load_examples(workspace, eval_version) if eval_version else []
+        if resume:
+            row = session.scalars(select(Run).where(Run.name == resume)).first()
+            if row is None:
+                raise TrainingError(f"no run named {resume!r}; see `sftline runs list`")
+            if row.config != config.model_dump(mode="json"):
+                raise TrainingError(
+                    f"--resume {resume}: the config differs from the run's; resume takes no changes"
+                )
+            row.status = "running"
+        else:
+            row = Run(
+                name=f"pending-{os.getpid()}",
+                status="running",
+                config=config.model_dump(mode="json"),
+                seed=config.seed,
+                data_version_id=data_version.id,
+                eval_version_id=eval_version.id if eval_version else None,
+                base_model=base.name,
+                base_model_hash=base.content_hash,
+                code_version=code_version(),
+                output_dir="",
+            )
+            session.add(row)
+            session.flush()
+            row.name = f"run-{row.id:04d}"
+            row.output_dir = str(project.state_dir / RUNS_DIR / row.name)
+        run_id, run_name, output = row.id, row.name, Path(row.output_dir)
+        data_ref, data_hash = data_version.ref, data_version.content_hash
+        eval_ref = eval_version.ref if eval_version else None
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # sftline draws its own progress
+    tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
+    data = prepare(tokenizer, examples, config, system_prompt=contract.system_prompt, max_length=max_length)
+    eval_data: PreparedData | None = None
+    if eval_examples:
+        eval_data = prepare(
+            tokenizer, eval_examples, config, system_prompt=contract.system_prompt, max_length=max_length
+        )
+    device = _device()
+    torch.manual_seed(config.seed)
+    model = build_model(base.path, config, device)
+
+    def record_metrics(history: list[dict[str, Any]]) -> None:
+        with workspace.record.session() as session:
+            session.add_all(
+                RunMetric(run_id=run_id, step=h["step"], name=k, value=v)
+                for h in history
+                for k, v in h.items()
+                if k != "step"
+            )
+
+    try:
+        result = train_loop(
+            model,
+            data,
+            config,
+            checkpoints=output / "checkpoints",
+            device=device,
+            eval_data=eval_data,
+            resume=bool(resume),
+            progress=progress,
+            on_metrics=record_metrics,
+            stop_after_steps=stop_after_steps,
+        )
+    except BaseException:
+        with workspace.record.session() as session:
+            failed = session.get(Run, run_id)
+            if failed is not None:
+                failed.status = "interrupted"
+        raise
+    state = result.state
+    finished = stop_after_steps is None or state.step >= result.total_steps or result.stopped_early
+    manifest = {
+        "run": run_name,
+        "data": {"ref": data_ref, "content_hash": data_hash},
+        "eval": eval_ref,
+        "base_model": {"name": base.name, "content_hash": base.content_hash},
+        "config": config.model_dump(mode="json"),
+        "code_version": code_version(),
+        "seed": config.seed,
+        "steps": state.step,
+        "trained_tokens": state.trained_tokens,
+        "length_policy": data.counts,
+        "best_step": state.best_step,
+        "best_eval_loss": state.best_eval,
+        "tokens_per_step": result.note,
+        "stopped_early": result.stopped_early,
+    }
+    if finished:
+        from sftline.train.export import export_model
+
+        export_model(
+            model,
+            tokenizer,
+            config,
+            output,
+            best_dir=output / "checkpoints" / "best" if state.best_step else None,
+        )
+        (output / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    tokens_per_second = state.tokens / max(state.train_seconds, 1e-9)
+    status = "stopped_early" if result.stopped_early else ("completed" if finished else "interrupted")
+    summary = {
+        "run": run_name,
+        "status": status,
+        "output": str(output / "model"),
+        "steps": state.step,
+        "total_steps": result.total_steps,
+        "trained_tokens": state.trained_tokens,
+        "tokens_per_second": round(tokens_per_second, 1),
+        "final_loss": state.history[-1]["loss"] if state.history else None,
+        "best_eval_loss": state.best_eval,
+        "best_step": state.best_step,
+        "length_policy": data.counts,
+        "tokens_per_step": result.note,
+        "device": str(device),
+    }
+    with workspace.record.session() as session:
+        row = session.get(Run, run_id)
+        assert row is not None
+        row.status, row.steps, row.trained_tokens, row.summary = (
+            status,
+            state.step,
+            state.trained_tokens,
+            summary,
+        )
+        row.finished_at = datetime.now(timezone.utc) if finished else None
+    return summary

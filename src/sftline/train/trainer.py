@@ -1,0 +1,250 @@
+"""The SFT loop for causal LMs: rendered, masked, packed; LoRA or full; resumable.
+
+Read top to bottom: prepare data -> build model and optimizer -> (resume) -> steps -> export.
+The micro-batch plan is a pure function of the data, the config and the seed, so a resumed
+run consumes exactly the micro-batches an uninterrupted run would have, and with the
+optimizer, scheduler and RNG states restored it ends on the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sftline.data.example import Example
+from sftline.errors import TrainingError
+from sftline.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from sftline.train.config import TrainConfig
+from sftline.train.packing import Batch, collate_packed, loss_sum, pack_bins, tokens_per_step_note
+from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class PreparedData:
+    sequences: list[RenderedExample]
+    bins: list[list[int]]
+    counts: dict[str, int]
+
+
+def prepare(
+    tokenizer: Any,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    *,
+    system_prompt: str | None,
+    max_length: int,
+) -> PreparedData:
+    rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
+    kept, counts = apply_length_policy(rendered, max_length, config.length_policy)
+    if not kept:
+        raise TrainingError(f"no example fits max_length {max_length} (policy {config.length_policy})")
+    check_masks(tokenizer, kept)
+    lengths = [len(s.input_ids) for s in kept]
+    # A row holds batch_tokens tokens, or one sequence when a single kept sequence is longer.
+    bins = pack_bins(lengths, max(config.batch_tokens, max(lengths)))
+    return PreparedData(kept, bins, counts)
+
+
+def micro_batch_plan(n_bins: int, config: TrainConfig) -> list[int]:
+    """Bin indices in training order: each epoch a seeded shuffle of all bins."""
+    per_step = config.grad_accum
+    if config.max_steps is not None:
+        needed = config.max_steps * per_step
+    else:
+        needed = max(per_step, math.floor(config.epochs * n_bins / per_step) * per_step)
+    plan: list[int] = []
+    epoch = 0
+    while len(plan) < needed:
+        order = list(range(n_bins))
+        random.Random(config.seed * 100_003 + epoch).shuffle(order)
+        plan += order
+        epoch += 1
+    return plan[:needed]
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    trained_tokens: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    best_eval: float | None = None
+    best_step: int | None = None
+    evals_without_gain: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def build_model(base_path: Path, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, local_files_only=True)
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora.rank,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora).to(device)  # type: ignore[no-any-return]
+    return model.to(device)  # type: ignore[no-any-return,arg-type]
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    from transformers import get_scheduler
+
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "norm" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=float(config.lr or 0.0), betas=(0.9, 0.999), eps=1e-8)
+    name = "constant_with_warmup" if config.schedule == "constant" else config.schedule
+    scheduler = get_scheduler(
+        name,
+        optimizer,
+        num_warmup_steps=round(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    return optimizer, scheduler
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        batch.input_ids.to(device),
+        batch.labels.to(device),
+        batch.position_ids.to(device),
+        None if batch.attention_mask is None else batch.attention_mask.to(device),
+        batch.n_sequences,
+        batch.n_trained_tokens,
+        batch.n_tokens,
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, data: PreparedData, device: torch.device) -> float:
+    """Per-token cross-entropy over the holdout's trained tokens."""
+    model.eval()
+    total, count = 0.0, 0
+    for members in data.bins:
+        value, n = loss_sum(model, _to(collate_packed(data.sequences, members), device))
+        total += float(value)
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+@dataclass
+class TrainResult:
+    state: LoopState
+    stopped_early: bool
+    total_steps: int
+    note: str
+
+
+def train_loop(
+    model: torch.nn.Module,
+    data: PreparedData,
+    config: TrainConfig,
+    *,
+    checkpoints: Path,
+    device: torch.device,
+    eval_data: PreparedData | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    plan = micro_batch_plan(len(data.bins), config)
+    total_steps = len(plan) // config.grad_accum
+    optimizer, scheduler = build_optimizer(model, config, total_steps)
+    state = LoopState()
+    if resume:
+        latest = latest_checkpoint(checkpoints)
+        if latest is not None:
+            state = LoopState(**load_checkpoint(latest, model, optimizer, scheduler))
+    largest = max(sum(len(data.sequences[i].input_ids) for i in b) for b in data.bins)
+    note = tokens_per_step_note(largest, config.grad_accum)
+    model.train()
+    stopped_early = False
+    recorded = state.step
+    while state.step < total_steps:
+        started = time.perf_counter()
+        members = [plan[state.step * config.grad_accum + k] for k in range(config.grad_accum)]
+        batches = [collate_packed(data.sequences, data.bins[m]) for m in members]
+        step_tokens = sum(b.n_trained_tokens for b in batches)
+        # The step's loss is the mean over all its trained tokens: each micro-batch contributes
+        # its summed loss divided by the step's token count, never a mean of micro-batch means.
+        step_loss = 0.0
+        for batch in batches:
+            value, _ = loss_sum(model, _to(batch, device))
+            (value / max(step_tokens, 1)).backward()
+            step_loss += float(value.detach())
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
+        )
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.trained_tokens += step_tokens
+        state.tokens += sum(b.n_tokens for b in batches)
+        state.train_seconds += time.perf_counter() - started
+        metrics = {
+            "loss": step_loss / max(step_tokens, 1),
+            "lr": float(scheduler.get_last_lr()[0]),
+            "grad_norm": float(grad_norm),
+            "tokens_per_second": state.tokens / max(state.train_seconds, 1e-9),
+        }
+        if eval_data is not None and (state.step % config.eval_every == 0 or state.step == total_steps):
+            metrics["eval_loss"] = evaluate_loss(model, eval_data, device)
+            if state.best_eval is None or metrics["eval_loss"] < state.best_eval:
+                state.best_eval, state.best_step, state.evals_without_gain = (
+                    metrics["eval_loss"],
+                    state.step,
+                    0,
+                )
+                save_checkpoint(
+                    checkpoints / "best", state.step, model, optimizer, scheduler, state.as_dict()
+                )
+                prune_checkpoints(checkpoints / "best", keep=1)
+            else:
+                state.evals_without_gain += 1
+        state.history.append({"step": state.step, **metrics})
+        if progress is not None:
+            progress({"step": state.step, "total": total_steps, **metrics})
+        patience = config.early_stop_patience
+        if patience is not None and state.evals_without_gain >= patience:
+            stopped_early = True
+        if state.step % config.save_every == 0 or state.step == total_steps or stopped_early:
+            save_checkpoint(checkpoints, state.step, model, optimizer, scheduler, state.as_dict())
+            prune_checkpoints(checkpoints)
+            # Metrics reach the record with the checkpoint that makes them final: a resumed run
+            # replays the steps after its checkpoint and must not record them twice.
+            if on_metrics is not None:
+                on_metrics([h for h in state.history if h["step"] > recorded])
+            recorded = state.step
+        if stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
+            break
+    return TrainResult(state, stopped_early, total_steps, note)

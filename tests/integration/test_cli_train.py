@@ -1,0 +1,125 @@
+"""`sftline train` end to end on a tiny random model: outputs, record, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tests.support.tiny_models import make_tiny_chat_model
+
+from sftline.cli.main import main
+
+CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
+pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+@pytest.fixture
+def chat_project(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    make_tiny_chat_model(project_dir / "tiny")
+    run_json(capsys, "models", "register", "tiny", str(project_dir / "tiny"))
+    rows = json.loads((CLINC / "data_full.json").read_text())["train"][:3000:25]
+    data = project_dir / "intents.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": label}]}
+            )
+            + "\n"
+            for t, label in rows
+        )
+    )
+    run_json(capsys, "data", "import", str(data), "--name", "intents")
+    return project_dir
+
+
+TRAIN = [
+    "train",
+    "--base",
+    "tiny",
+    "--data",
+    "intents",
+    "--max-steps",
+    "12",
+    "--batch-tokens",
+    "256",
+    "--save-every",
+    "3",
+    "--seed",
+    "3",
+    "--lr",
+    "1e-3",
+]
+
+
+def test_train_writes_the_model_folder_manifest_and_record(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = run_json(capsys, *TRAIN)
+    assert summary["status"] == "completed" and summary["steps"] == 12
+    assert summary["trained_tokens"] > 0 and summary["tokens_per_second"] > 0
+    run_dir = chat_project / ".sftline" / "runs" / summary["run"]
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == [
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["data"]["ref"] == "intents@v1" and manifest["seed"] == 3
+    assert manifest["base_model"]["name"] == "tiny" and len(manifest["base_model"]["content_hash"]) == 64
+    assert "tokens per optimizer step" in manifest["tokens_per_step"]
+    shown = run_json(capsys, "runs", "show", summary["run"])
+    assert [m["step"] for m in shown["metrics"]] == list(range(1, 13))
+    losses = [m["loss"] for m in shown["metrics"]]
+    assert losses[-1] < losses[0]
+    listed = run_json(capsys, "runs", "list")
+    assert listed[0]["name"] == summary["run"] and listed[0]["status"] == "completed"
+
+
+def test_kill_minus_nine_then_resume_gives_the_same_weights(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    longer = [a if a != "12" else "150" for a in TRAIN]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "sftline", *longer, "--json"]
+    # An uninterrupted 150-step run in-process, and one killed with SIGKILL after its first checkpoint.
+    full = run_json(capsys, *longer)
+    process = subprocess.Popen(
+        command, cwd=chat_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    run_dir = chat_project / ".sftline" / "runs" / f"run-{int(full['run'].split('-')[1]) + 1:04d}"
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "checkpoints").glob("step-*")) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            pytest.fail(f"the run ended before a checkpoint: {error}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "model").exists()
+    resumed = run_json(capsys, "train", "--resume", run_dir.name)
+    assert resumed["status"] == "completed" and resumed["steps"] == 150
+    a = load_file(str(Path(full["output"]) / "model.safetensors"))
+    b = load_file(str(run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
