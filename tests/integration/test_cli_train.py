@@ -123,3 +123,41 @@ def test_kill_minus_nine_then_resume_gives_the_same_weights(
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+def test_minilm_classifier_trains_with_the_abstention_label(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = project_dir / "sftline.yaml"
+    text = config.read_text().replace("task: chat", "task: classify").replace("kind: text", "kind: labels")
+    config.write_text(text.replace("abstention: null", "abstention: oos"))
+    run_json(capsys, "models", "pull", "minilm-l6")
+    data = json.loads((CLINC / "data_full.json").read_text())
+    rows = data["train"][:1500:10] + data["oos_train"][:10]
+    path = project_dir / "intents.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    run_json(capsys, "data", "import", str(path), "--name", "intents")
+    summary = run_json(
+        capsys,
+        "train",
+        "--base",
+        "minilm-l6",
+        "--data",
+        "intents",
+        "--method",
+        "full",
+        "--max-steps",
+        "4",
+        "--batch-tokens",
+        "512",
+        "--lr",
+        "5e-5",
+    )
+    assert summary["status"] == "completed" and summary["steps"] == 4
+    model_dir = Path(summary["output"])
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["architectures"] == ["BertForSequenceClassification"]
+    labels = set(saved["id2label"].values())
+    assert "oos" in labels and len(labels) == len({label for _, label in rows})
+    manifest = json.loads((model_dir.parent / "manifest.json").read_text())
+    assert manifest["task"] == "classify" and "oos" in manifest["labels"]

@@ -200,15 +200,18 @@ def _check_packing_attention(model: Any, batch: Batch) -> None:
         )
 
 
-def batch_logits(model: Any, batch: Batch) -> torch.Tensor:
-    """Logits (B, T, vocab) for a batch; packed rows attend only within each sequence."""
+def batch_logits(model: Any, batch: Batch, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (B, T, vocab) for a batch, or (B, len(positions), vocab) at the given positions only;
+    packed rows attend only within each sequence."""
     _check_packing_attention(model, batch)
     # use_cache=False: a KV cache turns transformers' packed-sequence masking off (module docstring).
+    extra = {} if positions is None else {"logits_to_keep": positions}
     output = model(
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
         attention_mask=batch.attention_mask,
         use_cache=False,
+        **extra,
     )
     return output.logits
 
@@ -219,10 +222,13 @@ def loss_sum(model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
     Divide by the optimizer step's token count, not this batch's, before `backward()`: see
     `step_loss`.
     """
-    logits = batch_logits(model, batch)
-    trained = batch.labels != IGNORE_INDEX
-    # Only trained positions go to fp32: (n_trained, vocab) instead of (B, T, vocab).
-    total = F.cross_entropy(logits[trained].float(), batch.labels[trained], reduction="sum")
+    # The LM head runs only where some row has a label: with short answers after long prompts
+    # (classification-style SFT) that skips most of the vocab-sized matmul and its backward.
+    positions = (batch.labels != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+    logits = batch_logits(model, batch, positions)
+    labels = batch.labels[:, positions]
+    trained = labels != IGNORE_INDEX
+    total = F.cross_entropy(logits[trained].float(), labels[trained], reduction="sum")
     return total, batch.n_trained_tokens
 
 

@@ -20,7 +20,8 @@ from sftline.models.lookup import find_base_model
 from sftline.record.schema import Run, RunMetric
 from sftline.record.workspace import Workspace
 from sftline.train.config import TrainConfig
-from sftline.train.trainer import PreparedData, build_model, prepare, train_loop
+from sftline.train.tasks import TaskData, label_set, prepare_classifier
+from sftline.train.trainer import build_model, prepare, train_loop
 
 RUNS_DIR = "runs"
 
@@ -58,13 +59,13 @@ def start_run(
     project = workspace.project
     contract = project.config.contract
     task = config.task or contract.task
-    if task != "chat":
-        raise TrainingError(
-            "task 'classify' (a sequence classifier) is not built yet; train with --task chat"
-        )
     base = find_base_model(workspace, config.base)
-    if base.kind != "causal-lm":
+    if task == "chat" and base.kind != "causal-lm":
         raise TrainingError(f"base model {base.name} is a {base.kind}, not a causal LM; chat SFT needs one")
+    if task == "classify" and base.kind == "causal-lm":
+        raise TrainingError(
+            f"base model {base.name} is a causal LM; task classify needs an encoder (minilm-l6)"
+        )
     max_length = config.max_length or contract.limits.max_length
     with workspace.record.session() as session:
         data_version = resolve(session, config.data)
@@ -105,15 +106,30 @@ def start_run(
 
     hf_logging.disable_progress_bar()  # sftline draws its own progress
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
-    data = prepare(tokenizer, examples, config, system_prompt=contract.system_prompt, max_length=max_length)
-    eval_data: PreparedData | None = None
-    if eval_examples:
-        eval_data = prepare(
-            tokenizer, eval_examples, config, system_prompt=contract.system_prompt, max_length=max_length
+    labels: list[str] | None = None
+    data: TaskData
+    eval_data: TaskData | None = None
+    if task == "classify":
+        labels = label_set(examples, contract.output.labels, contract.abstention)
+        max_length = min(max_length, tokenizer.model_max_length)
+        data = prepare_classifier(
+            tokenizer, examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
         )
+        if eval_examples:
+            eval_data = prepare_classifier(
+                tokenizer, eval_examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
+            )
+    else:
+        data = prepare(
+            tokenizer, examples, config, system_prompt=contract.system_prompt, max_length=max_length
+        )
+        if eval_examples:
+            eval_data = prepare(
+                tokenizer, eval_examples, config, system_prompt=contract.system_prompt, max_length=max_length
+            )
     device = _device()
     torch.manual_seed(config.seed)
-    model = build_model(base.path, config, device)
+    model = build_model(base.path, config, device, labels=labels)
 
     def record_metrics(history: list[dict[str, Any]]) -> None:
         with workspace.record.session() as session:
@@ -152,6 +168,8 @@ def start_run(
         "base_model": {"name": base.name, "content_hash": base.content_hash},
         "config": config.model_dump(mode="json"),
         "code_version": code_version(),
+        "task": task,
+        "labels": labels,
         "seed": config.seed,
         "steps": state.step,
         "trained_tokens": state.trained_tokens,

@@ -19,20 +19,15 @@ from typing import Any
 import torch
 
 from sftline.data.example import Example
-from sftline.errors import TrainingError
 from sftline.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from sftline.train.config import TrainConfig
-from sftline.train.packing import Batch, collate_packed, loss_sum, pack_bins, tokens_per_step_note
-from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
+from sftline.train.packing import tokens_per_step_note
+from sftline.train.tasks import ChatData, TaskData, prepare_chat
 
 Progress = Callable[[dict[str, Any]], None]
 
 
-@dataclass
-class PreparedData:
-    sequences: list[RenderedExample]
-    bins: list[list[int]]
-    counts: dict[str, int]
+PreparedData = ChatData  # the chat task's data (kept for callers of `prepare`)
 
 
 def prepare(
@@ -42,16 +37,16 @@ def prepare(
     *,
     system_prompt: str | None,
     max_length: int,
-) -> PreparedData:
-    rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
-    kept, counts = apply_length_policy(rendered, max_length, config.length_policy)
-    if not kept:
-        raise TrainingError(f"no example fits max_length {max_length} (policy {config.length_policy})")
-    check_masks(tokenizer, kept)
-    lengths = [len(s.input_ids) for s in kept]
-    # A row holds batch_tokens tokens, or one sequence when a single kept sequence is longer.
-    bins = pack_bins(lengths, max(config.batch_tokens, max(lengths)))
-    return PreparedData(kept, bins, counts)
+) -> ChatData:
+    """Chat SFT data: rendered, masked, checked and packed."""
+    return prepare_chat(
+        tokenizer,
+        examples,
+        batch_tokens=config.batch_tokens,
+        length_policy=config.length_policy,
+        system_prompt=system_prompt,
+        max_length=max_length,
+    )
 
 
 def micro_batch_plan(n_bins: int, config: TrainConfig) -> list[int]:
@@ -86,11 +81,24 @@ class LoopState:
         return dict(self.__dict__)
 
 
-def build_model(base_path: Path, config: TrainConfig, device: torch.device) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
+def build_model(
+    base_path: Path, config: TrainConfig, device: torch.device, *, labels: Sequence[str] | None = None
+) -> torch.nn.Module:
+    """The causal LM, or with `labels` a sequence classifier; wrapped with LoRA for method lora."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, local_files_only=True)
+    if labels is None:
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, local_files_only=True)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_path,
+            dtype=dtype,
+            local_files_only=True,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -99,7 +107,7 @@ def build_model(base_path: Path, config: TrainConfig, device: torch.device) -> t
             lora_alpha=config.lora.alpha,
             lora_dropout=config.lora.dropout,
             target_modules=config.lora.target_modules,
-            task_type="CAUSAL_LM",
+            task_type="CAUSAL_LM" if labels is None else "SEQ_CLS",
         )
         return get_peft_model(model, lora).to(device)  # type: ignore[no-any-return]
     return model.to(device)  # type: ignore[no-any-return,arg-type]
@@ -128,25 +136,13 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: in
     return optimizer, scheduler
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
-    return Batch(
-        batch.input_ids.to(device),
-        batch.labels.to(device),
-        batch.position_ids.to(device),
-        None if batch.attention_mask is None else batch.attention_mask.to(device),
-        batch.n_sequences,
-        batch.n_trained_tokens,
-        batch.n_tokens,
-    )
-
-
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, data: PreparedData, device: torch.device) -> float:
-    """Per-token cross-entropy over the holdout's trained tokens."""
+def evaluate_loss(model: torch.nn.Module, data: TaskData, device: torch.device) -> float:
+    """Cross-entropy per unit (trained token, or example) over the holdout."""
     model.eval()
     total, count = 0.0, 0
     for members in data.bins:
-        value, n = loss_sum(model, _to(collate_packed(data.sequences, members), device))
+        value, n = data.loss_sum(model, data.collate(members), device)
         total += float(value)
         count += n
     model.train()
@@ -163,12 +159,12 @@ class TrainResult:
 
 def train_loop(
     model: torch.nn.Module,
-    data: PreparedData,
+    data: TaskData,
     config: TrainConfig,
     *,
     checkpoints: Path,
     device: torch.device,
-    eval_data: PreparedData | None = None,
+    eval_data: TaskData | None = None,
     resume: bool = False,
     progress: Progress | None = None,
     on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -184,7 +180,7 @@ def train_loop(
         latest = latest_checkpoint(checkpoints)
         if latest is not None:
             state = LoopState(**load_checkpoint(latest, model, optimizer, scheduler))
-    largest = max(sum(len(data.sequences[i].input_ids) for i in b) for b in data.bins)
+    largest = max(data.n_tokens(data.collate(b)) for b in data.bins[:256])
     note = tokens_per_step_note(largest, config.grad_accum)
     model.train()
     stopped_early = False
@@ -192,13 +188,14 @@ def train_loop(
     while state.step < total_steps:
         started = time.perf_counter()
         members = [plan[state.step * config.grad_accum + k] for k in range(config.grad_accum)]
-        batches = [collate_packed(data.sequences, data.bins[m]) for m in members]
-        step_tokens = sum(b.n_trained_tokens for b in batches)
-        # The step's loss is the mean over all its trained tokens: each micro-batch contributes
-        # its summed loss divided by the step's token count, never a mean of micro-batch means.
+        batches = [data.collate(data.bins[m]) for m in members]
+        step_tokens = sum(data.n_units(b) for b in batches)
+        # The step's loss is the mean over all its units (trained tokens, or examples): each
+        # micro-batch contributes its summed loss divided by the step's count, never a mean of
+        # micro-batch means.
         step_loss = 0.0
         for batch in batches:
-            value, _ = loss_sum(model, _to(batch, device))
+            value, _ = data.loss_sum(model, batch, device)
             (value / max(step_tokens, 1)).backward()
             step_loss += float(value.detach())
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -209,7 +206,7 @@ def train_loop(
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.trained_tokens += step_tokens
-        state.tokens += sum(b.n_tokens for b in batches)
+        state.tokens += sum(data.n_tokens(b) for b in batches)
         state.train_seconds += time.perf_counter() - started
         metrics = {
             "loss": step_loss / max(step_tokens, 1),

@@ -1,0 +1,172 @@
+"""What a training task gives the loop: micro-batches (`bins`), their collation and their loss.
+
+Chat SFT packs rendered conversations padding-free and counts trained tokens; sequence
+classification pads short batches of texts and counts examples. The loop itself only sees
+`TaskData`: the loss of a step is always a sum over its units divided by the step's count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from sftline.data.example import Example
+from sftline.errors import TrainingError
+from sftline.train.packing import Batch, collate_packed, loss_sum, pack_bins
+from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
+
+
+class TaskData(Protocol):
+    bins: list[list[int]]
+    counts: dict[str, int]
+
+    def collate(self, members: Sequence[int]) -> Any: ...
+    def loss_sum(self, model: Any, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+        """Summed loss over the batch's units (trained tokens or examples) and their number."""
+        ...
+
+    def n_tokens(self, batch: Any) -> int:
+        """Non-padding tokens in the batch."""
+        ...
+
+    def n_units(self, batch: Any) -> int:
+        """What the loss is averaged over: trained tokens (chat) or examples (classification)."""
+        ...
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        batch.input_ids.to(device),
+        batch.labels.to(device),
+        batch.position_ids.to(device),
+        None if batch.attention_mask is None else batch.attention_mask.to(device),
+        batch.n_sequences,
+        batch.n_trained_tokens,
+        batch.n_tokens,
+    )
+
+
+@dataclass
+class ChatData:
+    """Rendered conversations packed into rows of at most `batch_tokens` tokens."""
+
+    sequences: list[RenderedExample]
+    bins: list[list[int]]
+    counts: dict[str, int]
+
+    def collate(self, members: Sequence[int]) -> Batch:
+        return collate_packed(self.sequences, members)
+
+    def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
+        return loss_sum(model, _to(batch, device))
+
+    def n_tokens(self, batch: Batch) -> int:
+        return batch.n_tokens
+
+    def n_units(self, batch: Batch) -> int:
+        return batch.n_trained_tokens
+
+
+def prepare_chat(
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    batch_tokens: int,
+    length_policy: str,
+    system_prompt: str | None,
+    max_length: int,
+) -> ChatData:
+    rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
+    kept, counts = apply_length_policy(rendered, max_length, length_policy)  # type: ignore[arg-type]
+    if not kept:
+        raise TrainingError(f"no example fits max_length {max_length} (policy {length_policy})")
+    check_masks(tokenizer, kept)
+    lengths = [len(s.input_ids) for s in kept]
+    # A row holds batch_tokens tokens, or one sequence when a single kept sequence is longer.
+    return ChatData(kept, pack_bins(lengths, max(batch_tokens, max(lengths))), counts)
+
+
+@dataclass
+class ClassifierData:
+    """Tokenised texts with label ids, batched by length so padding stays small."""
+
+    input_ids: list[list[int]]
+    labels: list[int]
+    bins: list[list[int]]
+    counts: dict[str, int]
+    pad_token_id: int
+
+    def collate(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
+        width = max(len(self.input_ids[i]) for i in members)
+        ids = torch.full((len(members), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(members), width), dtype=torch.long)
+        for row, i in enumerate(members):
+            sequence = self.input_ids[i]
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": torch.tensor([self.labels[i] for i in members], dtype=torch.long),
+        }
+
+    def loss_sum(
+        self, model: Any, batch: dict[str, torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, int]:
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits
+        labels = batch["labels"].to(device)
+        return F.cross_entropy(logits.float(), labels, reduction="sum"), int(labels.numel())
+
+    def n_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["attention_mask"].sum())
+
+    def n_units(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["labels"].numel())
+
+
+def label_set(
+    examples: Sequence[Example], contract_labels: Sequence[str] | None, abstention: str | None
+) -> list[str]:
+    """The classifier's labels: the contract's set when it has one, else the data's, sorted;
+    the abstention label is always among them."""
+    labels = list(contract_labels) if contract_labels else sorted({str(e.label) for e in examples if e.label})
+    if abstention and abstention not in labels:
+        labels.append(abstention)
+    return labels
+
+
+def prepare_classifier(
+    tokenizer: Any, examples: Sequence[Example], labels: Sequence[str], *, batch_tokens: int, max_length: int
+) -> ClassifierData:
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({str(e.label) for e in examples if e.label not in index})
+    if unknown:
+        raise TrainingError(f"labels not in the label set: {', '.join(unknown[:10])}")
+    texts = [e.text if e.messages is None else e.prompt for e in examples]
+    full = tokenizer(texts)["input_ids"]
+    truncated = sum(1 for ids in full if len(ids) > max_length)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if truncated else full
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
+    bins: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Padded cost of a batch = its longest sequence x its size; keep it within batch_tokens.
+        if current and len(encoded[i]) * (len(current) + 1) > batch_tokens:
+            bins.append(current)
+            current = []
+        current.append(i)
+    if current:
+        bins.append(current)
+    return ClassifierData(
+        list(encoded),
+        [index[str(e.label)] for e in examples],
+        bins,
+        {"kept": len(encoded), "dropped": 0, "truncated": truncated},
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    )
