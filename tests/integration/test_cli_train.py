@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.support.tiny_models import make_tiny_chat_model
 
 from sftline.cli.main import main
+from tests.support.tiny_models import make_tiny_chat_model
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
 pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)

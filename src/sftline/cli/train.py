@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +98,8 @@ def train(
             _show_masks(workspace, config, show_masks)
             return
         summary = _run_with_progress(workspace, config, resume, quiet=json_output)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun / accelerate launch only rank 0 reports
     if json_output:
         print_json(summary)
         return

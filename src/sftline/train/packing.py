@@ -192,7 +192,8 @@ def _check_packing_attention(model: Any, batch: Batch) -> None:
     """Refuse a multi-sequence packed row on an attention implementation that would mix sequences."""
     if batch.attention_mask is not None or batch.n_sequences <= batch.input_ids.shape[0]:
         return
-    implementation = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    inner = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
+    implementation = getattr(getattr(inner, "config", None), "_attn_implementation", None)
     if implementation not in PACKING_ATTENTION:
         raise TrainingError(
             f"attention implementation {implementation!r} cannot keep packed sequences apart; "

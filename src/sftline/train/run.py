@@ -20,6 +20,7 @@ from sftline.models.lookup import find_base_model
 from sftline.record.schema import Run, RunMetric
 from sftline.record.workspace import Workspace
 from sftline.train.config import TrainConfig
+from sftline.train.distributed import barrier, broadcast, device_for, init_distributed
 from sftline.train.tasks import TaskData, label_set, prepare_classifier
 from sftline.train.trainer import build_model, prepare, train_loop
 
@@ -42,10 +43,6 @@ def code_version() -> str:
     return f"{__version__}+g{commit}" if commit else __version__
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def start_run(
     workspace: Workspace,
     config: TrainConfig,
@@ -56,6 +53,7 @@ def start_run(
 ) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
+    info = init_distributed()
     project = workspace.project
     contract = project.config.contract
     task = config.task or contract.task
@@ -72,6 +70,7 @@ def start_run(
         examples = load_examples(workspace, data_version)
         eval_version = resolve(session, config.eval_on) if config.eval_on else None
         eval_examples = load_examples(workspace, eval_version) if eval_version else []
+        row: Run | None = None
         if resume:
             row = session.scalars(select(Run).where(Run.name == resume)).first()
             if row is None:
@@ -80,8 +79,9 @@ def start_run(
                 raise TrainingError(
                     f"--resume {resume}: the config differs from the run's; resume takes no changes"
                 )
-            row.status = "running"
-        else:
+            if info.is_main:
+                row.status = "running"
+        elif info.is_main:
             row = Run(
                 name=f"pending-{os.getpid()}",
                 status="running",
@@ -98,9 +98,12 @@ def start_run(
             session.flush()
             row.name = f"run-{row.id:04d}"
             row.output_dir = str(project.state_dir / RUNS_DIR / row.name)
-        run_id, run_name, output = row.id, row.name, Path(row.output_dir)
+        created = (row.id, row.name, row.output_dir) if row is not None else None
         data_ref, data_hash = data_version.ref, data_version.content_hash
         eval_ref = eval_version.ref if eval_version else None
+    # Only rank 0 writes the record; the other processes of a torchrun learn the run from it.
+    run_id, run_name, output_dir = broadcast(created, info)
+    output = Path(output_dir)
 
     from transformers.utils import logging as hf_logging
 
@@ -127,7 +130,7 @@ def start_run(
             eval_data = prepare(
                 tokenizer, eval_examples, config, system_prompt=contract.system_prompt, max_length=max_length
             )
-    device = _device()
+    device = device_for(info)
     torch.manual_seed(config.seed)
     model = build_model(base.path, config, device, labels=labels)
 
@@ -152,12 +155,14 @@ def start_run(
             progress=progress,
             on_metrics=record_metrics,
             stop_after_steps=stop_after_steps,
+            dist_info=info,
         )
     except BaseException:
-        with workspace.record.session() as session:
-            failed = session.get(Run, run_id)
-            if failed is not None:
-                failed.status = "interrupted"
+        if info.is_main:
+            with workspace.record.session() as session:
+                failed = session.get(Run, run_id)
+                if failed is not None:
+                    failed.status = "interrupted"
         raise
     state = result.state
     finished = stop_after_steps is None or state.step >= result.total_steps or result.stopped_early
@@ -179,7 +184,7 @@ def start_run(
         "tokens_per_step": result.note,
         "stopped_early": result.stopped_early,
     }
-    if finished:
+    if finished and info.is_main:
         from sftline.train.export import export_model
 
         export_model(
@@ -207,6 +212,9 @@ def start_run(
         "tokens_per_step": result.note,
         "device": str(device),
     }
+    barrier(info)
+    if not info.is_main:
+        return summary
     with workspace.record.session() as session:
         row = session.get(Run, run_id)
         assert row is not None

@@ -8,6 +8,7 @@ optimizer, scheduler and RNG states restored it ends on the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -21,6 +22,7 @@ import torch
 from sftline.data.example import Example
 from sftline.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from sftline.train.config import TrainConfig
+from sftline.train.distributed import DistInfo, barrier, sum_across, wrap
 from sftline.train.packing import tokens_per_step_note
 from sftline.train.tasks import ChatData, TaskData, prepare_chat
 
@@ -49,9 +51,10 @@ def prepare(
     )
 
 
-def micro_batch_plan(n_bins: int, config: TrainConfig) -> list[int]:
-    """Bin indices in training order: each epoch a seeded shuffle of all bins."""
-    per_step = config.grad_accum
+def micro_batch_plan(n_bins: int, config: TrainConfig, world_size: int = 1) -> list[int]:
+    """Bin indices in training order: each epoch a seeded shuffle of all bins; an optimizer step
+    takes grad_accum x world_size consecutive entries."""
+    per_step = config.grad_accum * world_size
     if config.max_steps is not None:
         needed = config.max_steps * per_step
     else:
@@ -169,11 +172,15 @@ def train_loop(
     progress: Progress | None = None,
     on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
     stop_after_steps: int | None = None,
+    dist_info: DistInfo | None = None,
 ) -> TrainResult:
+    """Train `model` (unwrapped; wrapped here for DDP when several processes run) on `data`."""
+    info = dist_info or DistInfo()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    plan = micro_batch_plan(len(data.bins), config)
-    total_steps = len(plan) // config.grad_accum
+    per_step = config.grad_accum * info.world_size
+    plan = micro_batch_plan(len(data.bins), config, info.world_size)
+    total_steps = len(plan) // per_step
     optimizer, scheduler = build_optimizer(model, config, total_steps)
     state = LoopState()
     if resume:
@@ -181,23 +188,28 @@ def train_loop(
         if latest is not None:
             state = LoopState(**load_checkpoint(latest, model, optimizer, scheduler))
     largest = max(data.n_tokens(data.collate(b)) for b in data.bins[:256])
-    note = tokens_per_step_note(largest, config.grad_accum)
+    note = tokens_per_step_note(largest, config.grad_accum, info.world_size)
+    raw, model = model, wrap(model, info)
     model.train()
     stopped_early = False
     recorded = state.step
     while state.step < total_steps:
         started = time.perf_counter()
-        members = [plan[state.step * config.grad_accum + k] for k in range(config.grad_accum)]
+        members = plan[state.step * per_step : (state.step + 1) * per_step]
         batches = [data.collate(data.bins[m]) for m in members]
         step_tokens = sum(data.n_units(b) for b in batches)
+        mine = batches[info.rank :: info.world_size]
         # The step's loss is the mean over all its units (trained tokens, or examples): each
         # micro-batch contributes its summed loss divided by the step's count, never a mean of
-        # micro-batch means.
+        # micro-batch means. DDP averages gradients over ranks, hence the x world_size.
         step_loss = 0.0
-        for batch in batches:
-            value, _ = data.loss_sum(model, batch, device)
-            (value / max(step_tokens, 1)).backward()
+        for index, batch in enumerate(mine):
+            sync = index == len(mine) - 1 or not info.active
+            with contextlib.nullcontext() if sync else model.no_sync():  # type: ignore[operator]
+                value, _ = data.loss_sum(model, batch, device)
+                (value * info.world_size / max(step_tokens, 1)).backward()
             step_loss += float(value.detach())
+        step_loss = sum_across(step_loss, info)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
         )
@@ -215,32 +227,35 @@ def train_loop(
             "tokens_per_second": state.tokens / max(state.train_seconds, 1e-9),
         }
         if eval_data is not None and (state.step % config.eval_every == 0 or state.step == total_steps):
-            metrics["eval_loss"] = evaluate_loss(model, eval_data, device)
+            metrics["eval_loss"] = evaluate_loss(raw, eval_data, device)
             if state.best_eval is None or metrics["eval_loss"] < state.best_eval:
                 state.best_eval, state.best_step, state.evals_without_gain = (
                     metrics["eval_loss"],
                     state.step,
                     0,
                 )
-                save_checkpoint(
-                    checkpoints / "best", state.step, model, optimizer, scheduler, state.as_dict()
-                )
-                prune_checkpoints(checkpoints / "best", keep=1)
+                if info.is_main:
+                    save_checkpoint(
+                        checkpoints / "best", state.step, raw, optimizer, scheduler, state.as_dict()
+                    )
+                    prune_checkpoints(checkpoints / "best", keep=1)
             else:
                 state.evals_without_gain += 1
         state.history.append({"step": state.step, **metrics})
-        if progress is not None:
+        if progress is not None and info.is_main:
             progress({"step": state.step, "total": total_steps, **metrics})
         patience = config.early_stop_patience
         if patience is not None and state.evals_without_gain >= patience:
             stopped_early = True
         if state.step % config.save_every == 0 or state.step == total_steps or stopped_early:
-            save_checkpoint(checkpoints, state.step, model, optimizer, scheduler, state.as_dict())
-            prune_checkpoints(checkpoints)
-            # Metrics reach the record with the checkpoint that makes them final: a resumed run
-            # replays the steps after its checkpoint and must not record them twice.
-            if on_metrics is not None:
-                on_metrics([h for h in state.history if h["step"] > recorded])
+            if info.is_main:
+                save_checkpoint(checkpoints, state.step, raw, optimizer, scheduler, state.as_dict())
+                prune_checkpoints(checkpoints)
+                # Metrics reach the record with the checkpoint that makes them final: a resumed
+                # run replays the steps after its checkpoint and must not record them twice.
+                if on_metrics is not None:
+                    on_metrics([h for h in state.history if h["step"] > recorded])
+            barrier(info)
             recorded = state.step
         if stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
             break

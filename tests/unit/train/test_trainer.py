@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.support.tiny_models import make_tiny_chat_model
 
 from sftline.data.example import Example, Provenance
 from sftline.train.config import TrainConfig
 from sftline.train.trainer import build_model, micro_batch_plan, prepare, train_loop
+from tests.support.tiny_models import make_tiny_chat_model
 
 CLINC = Path(__file__).resolve().parents[3] / "examples" / "clinc150" / "data_full.json"
 
