@@ -59,6 +59,9 @@ def train(
     ] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (50).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice; recorded.")] = None,
+    teacher: Annotated[
+        str | None, typer.Option(help="Distil from this model (same tokenizer): KL + CE.")
+    ] = None,
     resume: Annotated[str | None, typer.Option(help="Resume this run from its latest checkpoint.")] = None,
     show_masks: Annotated[
         int, typer.Option(help="Print N rendered examples with trained spans highlighted, then exit.")
@@ -81,6 +84,7 @@ def train(
         "early_stop_patience": early_stop_patience,
         "save_every": save_every,
         "seed": seed,
+        "teacher": teacher,
     }
     with open_workspace() as workspace:
         if resume and not (base or data or config_file):

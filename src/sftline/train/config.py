@@ -59,6 +59,12 @@ class TrainConfig(BaseModel):
     """Stop after this many evaluations without improvement; the best checkpoint is kept."""
     save_every: int = Field(default=50, ge=1)
     """Optimizer steps between checkpoints (resume points)."""
+    teacher: str | None = None
+    """Distil from this model (same tokenizer): its logits on the trained tokens join the loss."""
+    distill_alpha: float = Field(default=0.5, ge=0, le=1)
+    """Weight of cross-entropy against the labels; 1 - alpha goes to KL with the teacher."""
+    distill_temperature: float = Field(default=2.0, gt=0)
+    """Softening temperature of both distributions in the KL term."""
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
 

@@ -21,7 +21,7 @@ from sftline.record.schema import Run, RunMetric
 from sftline.record.workspace import Workspace
 from sftline.train.config import TrainConfig
 from sftline.train.distributed import barrier, broadcast, device_for, init_distributed
-from sftline.train.tasks import TaskData, label_set, prepare_classifier
+from sftline.train.tasks import ChatData, TaskData, label_set, prepare_classifier
 from sftline.train.trainer import build_model, prepare, train_loop
 
 RUNS_DIR = "runs"
@@ -131,6 +131,21 @@ def start_run(
                 tokenizer, eval_examples, config, system_prompt=contract.system_prompt, max_length=max_length
             )
     device = device_for(info)
+    if config.teacher is not None:
+        if task != "chat":
+            raise TrainingError("--teacher distils a causal LM; it needs task chat")
+        from sftline.train.distill import DistillChatData, load_teacher
+
+        teacher = load_teacher(find_base_model(workspace, config.teacher).path, tokenizer, device)
+        settings = {
+            "teacher": teacher,
+            "alpha": config.distill_alpha,
+            "temperature": config.distill_temperature,
+        }
+        assert isinstance(data, ChatData)
+        data = DistillChatData(data.sequences, data.bins, data.counts, **settings)
+        if isinstance(eval_data, ChatData):
+            eval_data = DistillChatData(eval_data.sequences, eval_data.bins, eval_data.counts, **settings)
     torch.manual_seed(config.seed)
     model = build_model(base.path, config, device, labels=labels)
 
