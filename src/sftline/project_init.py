@@ -12,7 +12,12 @@ from sftline.record.workspace import Workspace
 
 
 def render_template(
-    name: str, task: str, labels: list[str] | None, abstention: str | None, base_model: str | None = None
+    name: str,
+    task: str,
+    labels: list[str] | None,
+    abstention: str | None,
+    base_model: str | None = None,
+    system_prompt: str | None = None,
 ) -> str:
     template = resources.files("sftline").joinpath("templates/sftline.yaml").read_text(encoding="utf-8")
     if labels:
@@ -23,7 +28,7 @@ def render_template(
         output_extra = (
             "    # labels: [billing, refund, out_of_scope]   (kind labels; empty: the labels in the data)\n"
         )
-    prompt = "You are a helpful assistant." if task == "chat" else "null"
+    prompt = system_prompt or ("You are a helpful assistant." if task == "chat" else "null")
     return template.format(
         name=json.dumps(name),
         base_model=base_model or "null",
@@ -43,13 +48,14 @@ def init_project(
     labels: list[str] | None = None,
     abstention: str | None = None,
     base_model: str | None = None,
+    system_prompt: str | None = None,
 ) -> Project:
     folder = folder.resolve()
     config_path = folder / CONFIG_FILE
     if config_path.exists():
         raise ConfigError(f"{config_path} already exists; this folder is a project already")
     folder.mkdir(parents=True, exist_ok=True)
-    text = render_template(name or folder.name, task, labels, abstention, base_model)
+    text = render_template(name or folder.name, task, labels, abstention, base_model, system_prompt)
     config_path.write_text(text, encoding="utf-8")
     project = Project(folder, load_config(config_path))
     (project.objects_dir).mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,9 @@ def init(
     task: Annotated[str, typer.Option(help="chat or classify.")] = "chat",
     labels: Annotated[str | None, typer.Option(help="Comma-separated label set for the contract.")] = None,
     abstention: Annotated[str | None, typer.Option(help="The out-of-scope answer or label.")] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help="The system prompt training and serving use (default for chat only).")
+    ] = None,
     base_model: Annotated[
         str | None,
         typer.Option(help="Base model to fine-tune (smollm2-135m-instruct, minilm-l6, or registered)."),
@@ -77,7 +80,13 @@ def init(
 
     label_list = [label.strip() for label in labels.split(",") if label.strip()] if labels else None
     project = init_project(
-        folder, name=name, task=task, labels=label_list, abstention=abstention, base_model=base_model
+        folder,
+        name=name,
+        task=task,
+        labels=label_list,
+        abstention=abstention,
+        base_model=base_model,
+        system_prompt=system_prompt,
     )
     if json_output:
         print_json(

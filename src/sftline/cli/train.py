@@ -59,6 +59,11 @@ def train(
     ] = None,
     save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (50).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice; recorded.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default) or bfloat16 (GPU).")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Longest example in tokens (default: the contract's).")
+    ] = None,
+    length_policy: Annotated[str | None, typer.Option(help="drop (default) or truncate-prompt.")] = None,
     teacher: Annotated[
         str | None, typer.Option(help="Distil from this model (same tokenizer): KL + CE.")
     ] = None,
@@ -69,6 +74,10 @@ def train(
     json_output: JsonFlag = False,
 ) -> None:
     """Fine-tune a causal LM on a dataset version (LoRA or full), with the model's own chat template."""
+    import warnings
+
+    # peft calls an API transformers 5 deprecated; the warning is theirs to fix, not the user's.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     overrides = {
         "base": base,
         "data": data,
@@ -85,6 +94,9 @@ def train(
         "save_every": save_every,
         "seed": seed,
         "teacher": teacher,
+        "dtype": dtype,
+        "max_length": max_length,
+        "length_policy": length_policy,
     }
     with open_workspace() as workspace:
         if resume and not (base or data or config_file):
@@ -107,9 +119,10 @@ def train(
     if json_output:
         print_json(summary)
         return
+    units = "examples" if summary["task"] == "classify" else "tokens"
     console.print(
         f"[green]{summary['status']}[/] {summary['run']}: {summary['steps']} steps, "
-        f"{summary['trained_tokens']:,} trained tokens, {summary['tokens_per_second']:,.0f} tokens/s"
+        f"{summary['trained_tokens']:,} trained {units}, {summary['tokens_per_second']:,.0f} tokens/s"
     )
     console.print(f"  {summary['tokens_per_step']}", markup=False)
     console.print(f"  length policy: {summary['length_policy']}", markup=False)

@@ -39,7 +39,10 @@ class TrainConfig(BaseModel):
     lr: float | None = Field(default=None, gt=0)
     """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning."""
     batch_tokens: int = Field(default=8192, ge=16)
-    """Tokens per micro-batch (packed rows, padding-free)."""
+    """Tokens per micro-batch: packed rows, padding only at row ends."""
+    row_tokens: int = Field(default=1024, ge=16)
+    """Tokens per packed row. Attention costs the square of a row's length on kernels without
+    variable-length support (CPU), so a micro-batch is several rows, not one long row."""
     grad_accum: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step."""
     weight_decay: float = Field(default=0.0, ge=0)

@@ -46,6 +46,19 @@ class DistillChatData(ChatData):
     alpha: float = 0.5
     temperature: float = 2.0
 
+    @classmethod
+    def from_chat(cls, chat: ChatData, teacher: Any, *, alpha: float, temperature: float) -> DistillChatData:
+        return cls(
+            chat.sequences,
+            chat.rows,
+            chat.bins,
+            chat.counts,
+            chat.pad_token_id,
+            teacher=teacher,
+            alpha=alpha,
+            temperature=temperature,
+        )
+
     def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         return distill_loss_sum(
             model, self.teacher, _to(batch, device), alpha=self.alpha, temperature=self.temperature

@@ -166,6 +166,35 @@ def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]
     )
 
 
+def collate_packed_rows(
+    sequences: Sequence[TrainingSequence], rows: Sequence[Sequence[int]], pad_token_id: int
+) -> Batch:
+    """Several packed rows in one (B, L) micro-batch, padded to the longest row.
+
+    Attention cost grows with the square of a row's length on kernels without variable-length
+    support (sdpa's math path, eager), so a micro-batch is several rows of about `row_tokens`
+    rather than one long row. The padding at a row's end is one more "sequence" whose position
+    ids restart at 0: masked apart from the real ones, with no labels and no attention_mask.
+    """
+    packed = [collate_packed(sequences, row) for row in rows]
+    width = max(int(b.input_ids.shape[1]) for b in packed)
+    input_ids, labels, positions = [], [], []
+    for batch in packed:
+        pad = width - int(batch.input_ids.shape[1])
+        input_ids.append(torch.cat([batch.input_ids[0], torch.full((pad,), pad_token_id, dtype=torch.long)]))
+        labels.append(torch.cat([batch.labels[0], torch.full((pad,), IGNORE_INDEX, dtype=torch.long)]))
+        positions.append(torch.cat([batch.position_ids[0], torch.arange(pad, dtype=torch.long)]))
+    return Batch(
+        input_ids=torch.stack(input_ids),
+        labels=torch.stack(labels),
+        position_ids=torch.stack(positions),
+        attention_mask=None,
+        n_sequences=sum(b.n_sequences for b in packed),
+        n_trained_tokens=sum(b.n_trained_tokens for b in packed),
+        n_tokens=sum(b.n_tokens for b in packed),
+    )
+
+
 def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int], pad_token_id: int) -> Batch:
     """One row per sequence, right-padded to the longest: the unpacked reference."""
     picked = _picked(sequences, indices)

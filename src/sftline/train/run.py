@@ -108,6 +108,7 @@ def start_run(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # sftline draws its own progress
+    hf_logging.set_verbosity_error()  # a new classifier head is expected, not news
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     labels: list[str] | None = None
     data: TaskData
@@ -143,9 +144,9 @@ def start_run(
             "temperature": config.distill_temperature,
         }
         assert isinstance(data, ChatData)
-        data = DistillChatData(data.sequences, data.bins, data.counts, **settings)
+        data = DistillChatData.from_chat(data, **settings)
         if isinstance(eval_data, ChatData):
-            eval_data = DistillChatData(eval_data.sequences, eval_data.bins, eval_data.counts, **settings)
+            eval_data = DistillChatData.from_chat(eval_data, **settings)
     torch.manual_seed(config.seed)
     model = build_model(base.path, config, device, labels=labels)
 
@@ -214,6 +215,7 @@ def start_run(
     status = "stopped_early" if result.stopped_early else ("completed" if finished else "interrupted")
     summary = {
         "run": run_name,
+        "task": task,
         "status": status,
         "output": str(output / "model"),
         "steps": state.step,

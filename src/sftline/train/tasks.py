@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from sftline.data.example import Example
 from sftline.errors import TrainingError
-from sftline.train.packing import Batch, collate_packed, loss_sum, pack_bins
+from sftline.train.packing import Batch, collate_packed_rows, loss_sum, pack_bins
 from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
 
 
@@ -52,14 +52,17 @@ def _to(batch: Batch, device: torch.device) -> Batch:
 
 @dataclass
 class ChatData:
-    """Rendered conversations packed into rows of at most `batch_tokens` tokens."""
+    """Rendered conversations packed into rows of about `row_tokens`; a micro-batch (`bins`) is
+    the row indices whose tokens add up to at most `batch_tokens`."""
 
     sequences: list[RenderedExample]
+    rows: list[list[int]]
     bins: list[list[int]]
     counts: dict[str, int]
+    pad_token_id: int = 0
 
     def collate(self, members: Sequence[int]) -> Batch:
-        return collate_packed(self.sequences, members)
+        return collate_packed_rows(self.sequences, [self.rows[r] for r in members], self.pad_token_id)
 
     def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         return loss_sum(model, _to(batch, device))
@@ -79,6 +82,7 @@ def prepare_chat(
     length_policy: str,
     system_prompt: str | None,
     max_length: int,
+    row_tokens: int = 1024,
 ) -> ChatData:
     rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
     kept, counts = apply_length_policy(rendered, max_length, length_policy)  # type: ignore[arg-type]
@@ -86,8 +90,21 @@ def prepare_chat(
         raise TrainingError(f"no example fits max_length {max_length} (policy {length_policy})")
     check_masks(tokenizer, kept)
     lengths = [len(s.input_ids) for s in kept]
-    # A row holds batch_tokens tokens, or one sequence when a single kept sequence is longer.
-    return ChatData(kept, pack_bins(lengths, max(batch_tokens, max(lengths))), counts)
+    # A row holds row_tokens tokens (at most batch_tokens), or one sequence when a single kept
+    # sequence is longer.
+    rows = pack_bins(lengths, max(min(row_tokens, batch_tokens), max(lengths)))
+    bins: list[list[int]] = []
+    used = 0
+    for index, row in enumerate(rows):
+        size = sum(lengths[i] for i in row)
+        if bins and used + size <= batch_tokens:
+            bins[-1].append(index)
+            used += size
+        else:
+            bins.append([index])
+            used = size
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return ChatData(kept, rows, bins, counts, int(pad or 0))
 
 
 @dataclass

@@ -48,6 +48,7 @@ def prepare(
         length_policy=config.length_policy,
         system_prompt=system_prompt,
         max_length=max_length,
+        row_tokens=config.row_tokens,
     )
 
 

@@ -53,9 +53,7 @@ def test_pure_kl_training_moves_the_student_towards_the_teacher(
     )
     chat = prepare(tokenizer, examples(), config, system_prompt=None, max_length=512)
     teacher = load_teacher(teacher_dir, tokenizer, torch.device("cpu"))
-    data = DistillChatData(
-        chat.sequences, chat.bins, chat.counts, teacher=teacher, alpha=0.0, temperature=1.0
-    )
+    data = DistillChatData.from_chat(chat, teacher, alpha=0.0, temperature=1.0)
     student = build_model(student_dir, config, torch.device("cpu"))
     before = kl_to_teacher(student, teacher, data)
     assert kl_to_teacher(teacher, teacher, data) == pytest.approx(0.0, abs=1e-6)

@@ -110,3 +110,20 @@ def test_micro_batch_plan_covers_each_bin_once_per_epoch() -> None:
     plan = micro_batch_plan(7, config)
     assert len(plan) == 14 and sorted(plan[:7]) == list(range(7)) and sorted(plan[7:]) == list(range(7))
     assert plan == micro_batch_plan(7, config)
+
+
+def test_several_packed_rows_give_the_loss_of_each_row_alone(tiny: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from sftline.train.packing import collate_packed, collate_packed_rows, loss_sum
+
+    config = TrainConfig(base="tiny", data="d", batch_tokens=1024, row_tokens=128)
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    data = prepare(tokenizer, chats(0, 40), config, system_prompt=None, max_length=512)
+    assert len(data.rows) > len(data.bins) and all(len(b) > 1 for b in data.bins[:-1])
+    model = build_model(tiny, config.model_copy(update={"method": "full"}), torch.device("cpu")).eval()
+    members = data.bins[0]
+    together, count = loss_sum(model, collate_packed_rows(data.sequences, [data.rows[r] for r in members], 0))
+    alone = [loss_sum(model, collate_packed(data.sequences, data.rows[r])) for r in members]
+    torch.testing.assert_close(together, sum(value for value, _ in alone), rtol=1e-5, atol=1e-5)
+    assert count == sum(n for _, n in alone)
