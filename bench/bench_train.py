@@ -1,8 +1,8 @@
 """Benchmark: LoRA SFT throughput, sftline vs TRL's SFTTrainer, in one run.
 
-    python bench/bench_train.py                                 # 3 untimed + 20 timed steps, ~1,024 tokens
-    python bench/bench_train.py --steps 50 --batch-tokens 4096  # longer rows
-    python bench/bench_train.py --cache /tmp/models --threads 2
+    OMP_WAIT_POLICY=PASSIVE python bench/bench_train.py                # 3 untimed + 20 timed steps
+    OMP_WAIT_POLICY=PASSIVE python bench/bench_train.py --steps 10 --warmup-steps 2   # ~6 min here
+    python bench/bench_train.py --threads 1 --batch-tokens 4096 --cache /tmp/models
 
 Needs TRL: `pip install -e '.[bench]'`.
 
@@ -11,8 +11,9 @@ Same base model (SmolLM2-135M-Instruct, float32, sdpa attention), same CLINC150 
 dropout 0.05 on every linear layer, lr 2e-4 cosine with sftline's warmup (3% of the steps), AdamW,
 clip 1.0, loss on the answer only, one optimizer step per micro-batch (no accumulation):
 
-1. sftline: rows packed first-fit-decreasing to at most --batch-tokens tokens, padding-free
-   (one (1, T) row, attention kept per sequence through position_ids).
+1. sftline: sequences packed first-fit-decreasing into rows of at most row_tokens (its default,
+   1,024) and rows into micro-batches of at most --batch-tokens, padding only at row ends,
+   attention kept per sequence through position_ids.
 2. TRL default: SFTTrainer's defaults for this data, no packing, right padding to the longest
    example of the batch; per-device batch = round(--batch-tokens / mean example length), so a
    step carries about as many real tokens as sftline's. SmolLM2's template has no
@@ -32,9 +33,18 @@ of those steps: from the end of the last warm-up step to the end of the last tim
 loading, forward, backward, clipping and the optimizer step are all inside; checkpoints are not
 (sftline writes only after the last step; TRL saves nothing).
 
-TRL documents padding-free as FlashAttention-only. On CPU there is no FlashAttention; the script
-checks what the sdpa path does with each packed row: it compares the row's logits with the logits
-of its sequences run one by one (and, as a control, with one causal mask across the whole row).
+TRL documents padding-free as FlashAttention-only. On CPU there is no FlashAttention, so the
+script checks what the sdpa path does with a packed row: it compares the row's logits with those
+of its sequences run one at a time, and, as a control, with one causal mask across the row. With
+transformers 5.x the row is confined per sequence: TRL's collator passes position_ids and no
+attention_mask, TRL sets use_cache=False, and masking_utils then builds a block-diagonal mask
+from the position restarts (the same mechanism sftline relies on). The output prints the check.
+
+On the project's 2-core machine set OMP_WAIT_POLICY=PASSIVE (or --threads 1): with torch's
+default of 2 threads and OpenMP's default spin-waiting, every small op costs milliseconds (an
+elementwise multiply of a 256x576 tensor: ~8 ms, against 35 us on one thread), which makes a
+forward pass ~3x slower and adds a per-op cost that distorts the comparison. The header prints
+the thread count and the policy.
 """
 
 from __future__ import annotations
@@ -42,10 +52,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +71,11 @@ from sftline.train.config import LoraSettings, TrainConfig
 from sftline.train.trainer import build_model, micro_batch_plan, prepare, train_loop
 
 try:
+    import datasets
+    import transformers
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
     from trl import __version__ as trl_version
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -147,16 +161,15 @@ def run_sftline(
     # The loop's micro-batch plan is a pure function of (bins, config): it says which sequences each
     # step trained on, so the timed steps' tokens are counted exactly.
     plan = micro_batch_plan(len(data.bins), config)
-    per_bin = [sum(len(data.sequences[i].input_ids) for i in members) for members in data.bins]
-    if sum(per_bin[b] for b in plan) != result.state.tokens:
-        raise RuntimeError("sftline's token count differs from the micro-batch plan; the plan has changed")
-    timed = sum(per_bin[b] for b in plan[args.warmup_steps :])
-    first = data.collate(data.bins[plan[0]])
-    leak = leak_check(model, {"input_ids": first.input_ids, "position_ids": first.position_ids})
+    step_tokens = [data.n_tokens(data.collate(data.bins[b])) for b in plan]
+    if sum(step_tokens) != result.state.tokens:
+        raise RuntimeError("sftline's token count differs from its micro-batch plan; the plan has changed")
+    first = data.collate(data.bins[plan[0]])  # row 0 of the first micro-batch (its padding tail included)
+    leak = leak_check(model, {"input_ids": first.input_ids[:1], "position_ids": first.position_ids[:1]})
     measurement = Measurement(
         "sftline (packed, padding-free)",
         args.steps,
-        timed,
+        sum(step_tokens[args.warmup_steps :]),
         ends[config.max_steps] - ends[args.warmup_steps],
     )
     return measurement, leak
@@ -244,6 +257,7 @@ def run_trl(
             peft_config=peft_config,
             callbacks=[clock],
         )
+        trainer.remove_callback(PrinterCallback)  # its end-of-training dict; the table says it all
         trainer.train()
     measurement = Measurement(
         name,
@@ -285,6 +299,11 @@ def leak_check(model: Any, batch: dict[str, Any], *, causal_row: bool = False) -
     return float((row - alone).abs().max())
 
 
+def _verdict(difference: float) -> str:
+    # float32 logits of the same tokens agree to ~1e-4 whatever the kernel; a leak moves them by units.
+    return "attention confined per sequence" if difference < 1e-2 else "sequences attend to each other"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -300,9 +319,15 @@ def main() -> int:
         parser.error("--steps and --warmup-steps must be at least 1 (the clock starts at the end of a step)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Library chatter (deprecation warnings raised inside TRL, dataset.map bars) would bury the table.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
     model = materialise_embedded(BASE, args.cache)
-    tokenizer = AutoTokenizer.from_pretrained(model.path, local_files_only=True)
+    tokenizer: Any = AutoTokenizer.from_pretrained(model.path, local_files_only=True)
     # Pool: ~1.5x the tokens all steps need (about 50 tokens per rendered example), so no method
     # wraps around to a second epoch.
     total_steps = args.warmup_steps + args.steps
@@ -323,7 +348,8 @@ def main() -> int:
         f"{batch_size} examples x {mean_length:.1f} tokens = {batch_size * mean_length:,.0f} real tokens)"
     )
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; TRL {trl_version}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; TRL {trl_version}; "
         "float32, sdpa attention, LoRA r16 a32 dropout 0.05 all-linear, lr 2e-4 cosine"
     )
 
@@ -336,7 +362,8 @@ def main() -> int:
             model.path, tokenizer, examples, args, progress, packed=True, batch_size=1
         )
     # TRL's first packed row, collated as in training (position_ids, cu_seq_lens_*, no attention_mask).
-    trl_row = packed_trainer.data_collator([packed_trainer.train_dataset[0]])
+    packed_rows: Any = packed_trainer.train_dataset
+    trl_row = packed_trainer.data_collator([packed_rows[0]])
     trl_leak = leak_check(packed_trainer.model, trl_row)
     control = leak_check(packed_trainer.model, trl_row, causal_row=True)
 
@@ -350,10 +377,10 @@ def main() -> int:
             f"{m.tokens_per_second / best.tokens_per_second:.2f}x |"
         )
     print()
-    print("packed rows, max |logit difference| against each sequence run alone (0 = attention confined):")
-    print(f"  sftline row:                      {sft_leak:.2e}")
-    print(f"  TRL padding-free row (sdpa, CPU): {trl_leak:.2e}")
-    print(f"  control, one causal mask per row: {control:.2e}")
+    print("a packed row against its sequences run one at a time, max |logit difference|:")
+    print(f"  sftline row:                      {sft_leak:.1e}  {_verdict(sft_leak)}")
+    print(f"  TRL padding-free row (sdpa, CPU): {trl_leak:.1e}  {_verdict(trl_leak)}")
+    print(f"  control, one causal mask per row: {control:.1e}  {_verdict(control)}")
     return 0
 
 

@@ -51,9 +51,9 @@ step "datasets, versions and the mixture's slice table"
 "$SFTLINE" data versions clinc150
 "$SFTLINE" data show clinc150-mix --head 1
 
-step "training 1/2: MiniLM-L6 as a 151-way intent classifier (full fine-tuning, 4 epochs on the mixture)"
-"$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method full --epochs 4 \
-  --batch-tokens 1024 --lr 3e-4 --eval-on clinc150-gold --eval-every 50 --seed 7
+step "training 1/2: MiniLM-L6 as a 151-way intent classifier (LoRA + a new head, 3 epochs on the mixture)"
+"$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method lora --epochs 3 \
+  --batch-tokens 2048 --lr 1e-3 --eval-on clinc150-gold --eval-every 40 --seed 7
 
 step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
 "$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --show-masks 2

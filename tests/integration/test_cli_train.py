@@ -125,8 +125,9 @@ def test_kill_minus_nine_then_resume_gives_the_same_weights(
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("method", ["full", "lora"])
 def test_minilm_classifier_trains_with_the_abstention_label(
-    project_dir: Path, capsys: pytest.CaptureFixture[str]
+    project_dir: Path, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
     config = project_dir / "sftline.yaml"
     text = config.read_text().replace("task: chat", "task: classify").replace("kind: text", "kind: labels")
@@ -145,7 +146,7 @@ def test_minilm_classifier_trains_with_the_abstention_label(
         "--data",
         "intents",
         "--method",
-        "full",
+        method,
         "--max-steps",
         "4",
         "--batch-tokens",
