@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sftline.cli.main import main
+from tests.support.cli import run_json
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> dict:
-    capsys.readouterr()
-    result = main([*args, "--json"])
-    captured = capsys.readouterr()
-    assert result == code, captured.err
-    return json.loads(captured.out) if captured.out.strip() else {}
 
 
 def clinc_rows(split: str, count: int) -> list[list[str]]:
@@ -107,7 +99,7 @@ def test_balance_block_fails_the_check_and_creates_no_version(
     gates = tmp_path / "gates.yaml"
     gates.write_text("balance: {action: block, min_share: 0.05}\nnear_duplicates: {action: off}\n")
     run_json(capsys, "data", "import", str(data), "--name", "skewed")
-    summary = run_json(capsys, "data", "check", "skewed", "--config", str(gates), code=1)
+    summary = run_json(capsys, "data", "check", "skewed", "--config", str(gates), code=1)["out"]
     assert summary["status"] == "failed" and summary["version"] is None
     assert any("label=lost_card" in f for f in summary["failures"])
     assert len(run_json(capsys, "data", "versions", "skewed")) == 1

@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 
 from sftline.cli.main import main
+from tests.support.cli import run_json
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> object:
-    capsys.readouterr()
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return json.loads(captured.out)
 
 
 def write_chats(path: Path, answers: list[str]) -> None:

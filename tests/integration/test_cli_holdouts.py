@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from sftline.cli.main import main
+from tests.support.cli import run_json
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> dict:
-    capsys.readouterr()
-    result = main([*args, "--json"])
-    captured = capsys.readouterr()
-    assert result == code, captured.err
-    return json.loads(captured.out) if code == 0 else {"err": captured.err}
 
 
 @pytest.fixture

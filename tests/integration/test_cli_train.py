@@ -14,19 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sftline.cli.main import main
+from tests.support.cli import run_json
 from tests.support.tiny_models import make_tiny_chat_model
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
 pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
-    capsys.readouterr()
-    code = main([*args, "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    return json.loads(captured.out)
 
 
 @pytest.fixture
