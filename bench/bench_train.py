@@ -34,7 +34,11 @@ Two TRL defaults are overridden to match sftline: `gradient_checkpointing=False`
 Throughput = non-padding tokens (tokens of the rendered examples in the timed steps) / wall time
 of those steps: from the end of the last warm-up step to the end of the last timed step, so data
 loading, forward, backward, clipping and the optimizer step are all inside; checkpoints are not
-(sftline writes only after the last step; TRL saves nothing).
+(sftline writes only after the last step; TRL saves nothing). The CPU machine is shared, and
+wall time moves with what else runs on it (one method's tokens/s varied 1.7x between runs
+here). "CPU s / s" is this process's CPU time over the timed window divided by its wall time:
+the cores it actually got. With 2 threads it is ~1.9 when the machine is quiet; near 1 another
+process held a core, and that row's seconds are inflated; compare rows only when it is similar.
 
 TRL documents padding-free as FlashAttention-only. On CPU there is no FlashAttention, so the
 script checks what the sdpa path does with a packed row: it compares the row's logits with those
@@ -105,10 +109,22 @@ class Measurement:
     tokens: int
     """Non-padding tokens in the timed steps."""
     seconds: float
+    """Wall time of the timed steps."""
+    cpu_seconds: float
+    """CPU time of this process (all its threads) in the same window."""
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds
+
+    @property
+    def cores_used(self) -> float:
+        return self.cpu_seconds / self.seconds
+
+
+def stamp() -> tuple[float, float]:
+    """(wall, process CPU) seconds now."""
+    return time.perf_counter(), time.process_time()
 
 
 def clinc_chat_examples(n: int, seed: int) -> list[Example]:
@@ -151,10 +167,10 @@ def run_sftline(
     data = prepare(tokenizer, examples, config, system_prompt=None, max_length=MAX_LENGTH)
     model = build_model(model_path, config, torch.device("cpu"))
     task = progress.add_task("sftline", total=config.max_steps)
-    ends: dict[int, float] = {}
+    ends: dict[int, tuple[float, float]] = {}
 
     def on_step(event: dict[str, Any]) -> None:
-        ends[event["step"]] = time.perf_counter()
+        ends[event["step"]] = stamp()
         progress.update(task, completed=event["step"])
 
     with tempfile.TemporaryDirectory() as checkpoints:
@@ -173,7 +189,8 @@ def run_sftline(
         "sftline (packed, padding-free)",
         args.steps,
         sum(step_tokens[args.warmup_steps :]),
-        ends[config.max_steps] - ends[args.warmup_steps],
+        ends[config.max_steps][0] - ends[args.warmup_steps][0],
+        ends[config.max_steps][1] - ends[args.warmup_steps][1],
     )
     return measurement, leak
 
@@ -182,11 +199,11 @@ class _StepClock(TrainerCallback):  # type: ignore[misc]
     """Wall time at the end of every optimizer step."""
 
     def __init__(self, progress: Progress, task: Any) -> None:
-        self.ends: dict[int, float] = {}
+        self.ends: dict[int, tuple[float, float]] = {}
         self.progress, self.task = progress, task
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.ends[state.global_step] = time.perf_counter()
+        self.ends[state.global_step] = stamp()
         self.progress.update(self.task, completed=state.global_step)
 
 
@@ -266,7 +283,8 @@ def run_trl(
         name,
         args.steps,
         sum(trainer.step_tokens[args.warmup_steps :]),
-        clock.ends[total] - clock.ends[args.warmup_steps],
+        clock.ends[total][0] - clock.ends[args.warmup_steps][0],
+        clock.ends[total][1] - clock.ends[args.warmup_steps][1],
     )
     return measurement, trainer
 
@@ -371,13 +389,16 @@ def main() -> int:
     control = leak_check(packed_trainer.model, trl_row, causal_row=True)
 
     print()
-    print("| method | steps | non-padding tokens | seconds | tokens/s | vs TRL default | vs TRL packed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| method | steps | non-padding tokens | seconds | tokens/s | vs TRL default | vs TRL packed "
+        "| CPU s / s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for m in (sft, plain, best):
         print(
             f"| {m.method} | {m.steps} | {m.tokens:,} | {m.seconds:.1f} | {m.tokens_per_second:,.0f} | "
             f"{m.tokens_per_second / plain.tokens_per_second:.2f}x | "
-            f"{m.tokens_per_second / best.tokens_per_second:.2f}x |"
+            f"{m.tokens_per_second / best.tokens_per_second:.2f}x | {m.cores_used:.2f} |"
         )
     print()
     print("a packed row against its sequences run one at a time, max |logit difference|:")
