@@ -400,6 +400,12 @@ def main() -> int:
             f"{m.tokens_per_second / plain.tokens_per_second:.2f}x | "
             f"{m.tokens_per_second / best.tokens_per_second:.2f}x | {m.cores_used:.2f} |"
         )
+    shares = [m.cores_used for m in (sft, plain, best)]
+    if min(shares) < 0.85 * max(shares):
+        print(
+            f"WARNING: the methods got different CPU shares ({min(shares):.2f} to {max(shares):.2f} cores): "
+            "another process was running, so the ratios do not compare like with like; rerun when it is quiet"
+        )
     print()
     print("a packed row against its sequences run one at a time, max |logit difference|:")
     print(f"  sftline row:                      {sft_leak:.1e}  {_verdict(sft_leak)}")
