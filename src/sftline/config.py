@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from sftline.errors import ConfigError, ProjectNotFound
+
+_M = TypeVar("_M", bound=BaseModel)
 
 CONFIG_FILE = "sftline.yaml"
 STATE_DIR = ".sftline"
@@ -166,6 +168,47 @@ class GatesConfig(_Strict):
     balance: BalanceSettings = BalanceSettings()
 
 
+class ReleaseCriterion(_Strict):
+    """One condition a candidate must meet to replace the baseline."""
+
+    metric: str
+    """A metric's plain name, as `sftline eval --json` prints it: accuracy, macro_f1, ece, ..."""
+    slices: Literal["overall", "critical", "all"] | list[str] = "overall"
+    """Where it applies: overall, each critical slice, every slice, or the named slices."""
+    max_drop: float | None = Field(default=None, ge=0)
+    """Largest allowed worsening against the baseline (0.01 = one point of a rate); for metrics where
+    lower is better (ece, latency_ms, ...) a rise counts as the worsening."""
+    min: float | None = None
+    """The candidate's value must be at least this."""
+    max: float | None = None
+    """The candidate's value must be at most this."""
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> ReleaseCriterion:
+        if self.max_drop is None and self.min is None and self.max is None:
+            raise ValueError(f"criterion on {self.metric!r} needs max_drop, min or max")
+        return self
+
+
+def _default_criteria() -> list[ReleaseCriterion]:
+    return [
+        ReleaseCriterion(metric="accuracy", max_drop=0.0),
+        ReleaseCriterion(metric="accuracy", slices="critical", max_drop=0.01),
+        ReleaseCriterion(metric="schema_compliance", min=1.0),
+    ]
+
+
+class ReleaseConfig(_Strict):
+    """When `sftline eval --baseline` / `eval compare` says a candidate may ship."""
+
+    critical_slices: list[str] = []
+    """Slices (`tag=value`) that must not regress, e.g. `domain=banking`."""
+    criteria: list[ReleaseCriterion] = Field(default_factory=_default_criteria)
+    """Checked in order. A relative criterion fails when the paired 95% interval of the change lies
+    wholly beyond the allowed drop, passes when it lies wholly within it, and is inconclusive
+    otherwise. A criterion on a metric the task does not have is skipped."""
+
+
 class ProjectConfig(_Strict):
     """The whole of sftline.yaml."""
 
@@ -177,6 +220,7 @@ class ProjectConfig(_Strict):
     """The base model to fine-tune (an embedded name or a registered one); its tokenizer measures lengths."""
     contract: Contract = Contract()
     gates: GatesConfig = GatesConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
@@ -195,6 +239,24 @@ def parse_config(data: Any, source: str) -> ProjectConfig:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def load_settings(model: type[_M], path: Path | None, overrides: dict[str, Any], what: str) -> _M:
+    """Settings of `model` from an optional YAML file, with command-line `overrides` (None and
+    empty values ignored) on top; every problem reported at once, naming the file."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read {what} ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: {what} must be a mapping of settings")
+    data.update({k: v for k, v in overrides.items() if v is not None and v != []})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else f"{what} options")) from exc
 
 
 def load_config(path: Path) -> ProjectConfig:

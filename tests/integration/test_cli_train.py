@@ -14,30 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.integration.conftest import classify_rows
 from tests.support.cli import run_json
-from tests.support.tiny_models import make_tiny_chat_model
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
 pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def chat_project(project_dir: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    make_tiny_chat_model(project_dir / "tiny")
-    run_json(capsys, "models", "register", "tiny", str(project_dir / "tiny"))
-    rows = json.loads((CLINC / "data_full.json").read_text())["train"][:3000:25]
-    data = project_dir / "intents.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps(
-                {"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": label}]}
-            )
-            + "\n"
-            for t, label in rows
-        )
-    )
-    run_json(capsys, "data", "import", str(data), "--name", "intents")
-    return project_dir
 
 
 TRAIN = [
@@ -119,17 +100,8 @@ def test_kill_minus_nine_then_resume_gives_the_same_weights(
 
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_minilm_classifier_trains_with_the_abstention_label(
-    project_dir: Path, capsys: pytest.CaptureFixture[str], method: str
+    classify_project: Path, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
-    config = project_dir / "sftline.yaml"
-    text = config.read_text().replace("task: chat", "task: classify").replace("kind: text", "kind: labels")
-    config.write_text(text.replace("abstention: null", "abstention: oos"))
-    run_json(capsys, "models", "pull", "minilm-l6")
-    data = json.loads((CLINC / "data_full.json").read_text())
-    rows = data["train"][:1500:10] + data["oos_train"][:10]
-    path = project_dir / "intents.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
-    run_json(capsys, "data", "import", str(path), "--name", "intents")
     summary = run_json(
         capsys,
         "train",
@@ -151,6 +123,6 @@ def test_minilm_classifier_trains_with_the_abstention_label(
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved["architectures"] == ["BertForSequenceClassification"]
     labels = set(saved["id2label"].values())
-    assert "oos" in labels and len(labels) == len({label for _, label in rows})
+    assert "oos" in labels and len(labels) == len({label for _, label in classify_rows()})
     manifest = json.loads((model_dir.parent / "manifest.json").read_text())
     assert manifest["task"] == "classify" and "oos" in manifest["labels"]

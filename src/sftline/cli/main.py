@@ -18,6 +18,7 @@ from rich.markup import escape
 from sftline import __version__
 from sftline.cli import check as check_cli
 from sftline.cli import data as data_cli
+from sftline.cli import evals as evals_cli
 from sftline.cli import holdouts as holdouts_cli
 from sftline.cli import models as models_cli
 from sftline.cli import train as train_cli
@@ -37,6 +38,7 @@ holdouts_cli.register(data_cli.app)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 train_cli.register(app)
+evals_cli.register(app)
 
 
 def _version(value: bool) -> None:

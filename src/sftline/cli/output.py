@@ -39,8 +39,9 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar with rate and ETA; yields `update(done, total)`. Silent when `quiet`."""
+def progress_bars(*, quiet: bool) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """One rich display; `add(description)` starts a bar (rate and ETA) and returns its
+    `update(done, total)`. Silent when `quiet` or when stderr is not a terminal."""
     columns = [
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -52,9 +53,16 @@ def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, in
     ]
     quiet = quiet or not err_console.is_terminal
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
-        task = progress.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def add(description: str) -> Callable[[int, int], None]:
+            task = progress.add_task(description, total=None)
+            return lambda done, total: progress.update(task, completed=done, total=total)
 
-        yield update
+        yield add
+
+
+@contextmanager
+def progress_bar(description: str, *, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A single progress bar; yields `update(done, total)`."""
+    with progress_bars(quiet=quiet) as add:
+        yield add(description)

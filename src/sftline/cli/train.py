@@ -11,30 +11,17 @@ from rich.table import Table
 
 from sftline.cli.context import open_workspace
 from sftline.cli.output import console, err_console, print_json
-from sftline.errors import ConfigError, TrainingError
+from sftline.errors import TrainingError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 runs_app = typer.Typer(help="Training runs: list and inspect.", no_args_is_help=True)
 
 
 def _config(path: Path | None, overrides: dict[str, Any]) -> Any:
-    import yaml
-    from pydantic import ValidationError
-
-    from sftline.config import format_validation_error
+    from sftline.config import load_settings
     from sftline.train.config import TrainConfig
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read ({exc})") from exc
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else "train options")) from exc
+    return load_settings(TrainConfig, path, overrides, "training settings")
 
 
 def train(
@@ -54,6 +41,15 @@ def train(
     grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
     eval_on: Annotated[str | None, typer.Option(help="Holdout evaluated during training.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations (50).")] = None,
+    eval_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Picks the best checkpoint: loss, or a behaviour metric (accuracy, macro_f1, ...)."
+        ),
+    ] = None,
+    eval_max_new_tokens: Annotated[
+        int | None, typer.Option(help="Generation limit when measuring a chat model's holdout behaviour.")
+    ] = None,
     early_stop_patience: Annotated[
         int | None, typer.Option(help="Evaluations without gain before stopping.")
     ] = None,
@@ -90,6 +86,8 @@ def train(
         "grad_accum": grad_accum,
         "eval_on": eval_on,
         "eval_every": eval_every,
+        "eval_metric": eval_metric,
+        "eval_max_new_tokens": eval_max_new_tokens,
         "early_stop_patience": early_stop_patience,
         "save_every": save_every,
         "seed": seed,
@@ -126,8 +124,11 @@ def train(
     )
     console.print(f"  {summary['tokens_per_step']}", markup=False)
     console.print(f"  length policy: {summary['length_policy']}", markup=False)
-    if summary["best_eval_loss"] is not None:
-        console.print(f"  best eval loss {summary['best_eval_loss']:.4f} at step {summary['best_step']}")
+    if summary["best_eval"] is not None:
+        console.print(
+            f"  best holdout {summary['eval_metric']} {summary['best_eval']:.4f} "
+            f"at step {summary['best_step']}"
+        )
     console.print(f"  model: {summary['output']}", markup=False)
 
 

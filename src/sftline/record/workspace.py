@@ -27,3 +27,9 @@ class Workspace:
 
     def close(self) -> None:
         self.record.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

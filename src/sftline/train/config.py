@@ -58,6 +58,14 @@ class TrainConfig(BaseModel):
     """A holdout version evaluated during training (loss until the eval station exists)."""
     eval_every: int = Field(default=50, ge=1)
     """Optimizer steps between evaluations."""
+    eval_metric: str = "loss"
+    """What picks the best checkpoint and drives early stopping: `loss` (the holdout's loss), or a
+    behaviour metric the eval station measures on the holdout by classifying or generating:
+    accuracy, macro_f1, in_scope_accuracy, abstention_recall, label_compliance, schema_compliance,
+    ece, ... (`sftline eval --json` lists them). Lower is better for loss, ece, latency and lengths."""
+    eval_max_new_tokens: int | None = Field(default=None, ge=1)
+    """Generation limit when a chat model's holdout behaviour is measured (default: the contract's
+    limits.max_target_tokens)."""
     early_stop_patience: int | None = Field(default=None, ge=1)
     """Stop after this many evaluations without improvement; the best checkpoint is kept."""
     save_every: int = Field(default=50, ge=1)

@@ -385,3 +385,24 @@ def _as_ids(value: int | Sequence[int] | None) -> set[int]:
 
 def _tokenizer_name(tokenizer: PreTrainedTokenizerBase) -> str:
     return repr(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase, example: Example, *, system_prompt: str | None = None
+) -> tuple[str, str]:
+    """The prompt a served model sees for the example's last assistant turn, and that turn's text.
+
+    The prompt is the conversation before the turn rendered with the generation prompt: exactly
+    where `render_chat` starts the trained span, so evaluation asks what training taught.
+    """
+    _require_chat_tokenizer(tokenizer)
+    messages = as_messages(example, system_prompt)
+    last = max((i for i, message in enumerate(messages) if message["role"] == "assistant"), default=None)
+    if last is None:
+        raise TrainingError(f"example {example.id}: no assistant turn to evaluate")
+    prompt = _render(tokenizer, example.id, messages[:last], example.tools or None, generation_prompt=True)
+    reply = messages[last]
+    target = reply.get("content") or ""
+    if not target and reply.get("tool_calls"):
+        target = json.dumps(reply["tool_calls"], sort_keys=True)
+    return prompt, str(target)

@@ -43,6 +43,47 @@ def code_version() -> str:
     return f"{__version__}+g{commit}" if commit else __version__
 
 
+def holdout_behaviour(
+    model: Any,
+    tokenizer: Any,
+    base_path: Path,
+    examples: list[Any],
+    config: TrainConfig,
+    workspace: Workspace,
+    labels: list[str] | None,
+) -> Callable[[], dict[str, float | None]]:
+    """The eval station's metrics of the model in training on the holdout, by classifying or
+    generating exactly as `sftline eval` does."""
+    from sftline.evals.predict import ClassifierPredictor, GenerationPredictor
+    from sftline.evals.scoring import point_metrics
+
+    contract = workspace.project.config.contract
+    predictor: Any
+    if labels is not None:
+        predictor = ClassifierPredictor(
+            model, tokenizer, max_length=config.max_length or contract.limits.max_length
+        )
+    else:
+        from transformers import AutoTokenizer, GenerationConfig
+
+        from sftline.train.render import stop_token_ids
+
+        try:
+            generation_config = GenerationConfig.from_pretrained(base_path, local_files_only=True)
+        except OSError:
+            generation_config = None
+        # Generation pads on the left; training's tokenizer keeps its own side.
+        own = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
+        predictor = GenerationPredictor(
+            model,
+            own,
+            contract.system_prompt,
+            sorted(stop_token_ids(own, generation_config)),
+            max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
+        )
+    return lambda: point_metrics(predictor.predict(examples), contract, labels)
+
+
 def start_run(
     workspace: Workspace,
     config: TrainConfig,
@@ -159,6 +200,9 @@ def start_run(
                 if k != "step"
             )
 
+    behaviour = None
+    if eval_examples and config.eval_metric != "loss":
+        behaviour = holdout_behaviour(model, tokenizer, base.path, eval_examples, config, workspace, labels)
     try:
         result = train_loop(
             model,
@@ -172,6 +216,7 @@ def start_run(
             on_metrics=record_metrics,
             stop_after_steps=stop_after_steps,
             dist_info=info,
+            behaviour=behaviour,
         )
     except BaseException:
         if info.is_main:
@@ -196,7 +241,8 @@ def start_run(
         "trained_tokens": state.trained_tokens,
         "length_policy": data.counts,
         "best_step": state.best_step,
-        "best_eval_loss": state.best_eval,
+        "eval_metric": config.eval_metric,
+        "best_eval": state.best_eval,
         "tokens_per_step": result.note,
         "stopped_early": result.stopped_early,
     }
@@ -223,7 +269,8 @@ def start_run(
         "trained_tokens": state.trained_tokens,
         "tokens_per_second": round(tokens_per_second, 1),
         "final_loss": state.history[-1]["loss"] if state.history else None,
-        "best_eval_loss": state.best_eval,
+        "eval_metric": config.eval_metric,
+        "best_eval": state.best_eval,
         "best_step": state.best_step,
         "length_policy": data.counts,
         "tokens_per_step": result.note,

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from sftline.data.example import Example
+from sftline.errors import TrainingError
 from sftline.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from sftline.train.config import TrainConfig
 from sftline.train.distributed import DistInfo, barrier, sum_across, wrap
@@ -153,6 +154,23 @@ def evaluate_loss(model: torch.nn.Module, data: TaskData, device: torch.device) 
     return total / max(count, 1)
 
 
+def eval_value(metrics: dict[str, Any], name: str) -> float:
+    """The watched metric from one evaluation's `eval_*` values."""
+    value = metrics.get("eval_loss" if name == "loss" else f"eval_{name}")
+    if value is None:
+        measured = sorted(k.removeprefix("eval_") for k in metrics if k.startswith("eval_"))
+        raise TrainingError(
+            f"eval_metric {name!r} was not measured on the holdout; measured: {', '.join(measured)}"
+        )
+    return float(value)
+
+
+def is_better(value: float, best: float, name: str) -> bool:
+    from sftline.evals.compare import LOWER_IS_BETTER
+
+    return value < best if name == "loss" or name in LOWER_IS_BETTER else value > best
+
+
 @dataclass
 class TrainResult:
     state: LoopState
@@ -174,8 +192,13 @@ def train_loop(
     on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
     stop_after_steps: int | None = None,
     dist_info: DistInfo | None = None,
+    behaviour: Callable[[], dict[str, float | None]] | None = None,
 ) -> TrainResult:
-    """Train `model` (unwrapped; wrapped here for DDP when several processes run) on `data`."""
+    """Train `model` (unwrapped; wrapped here for DDP when several processes run) on `data`.
+
+    With `eval_data`, the holdout's loss (and the `behaviour` metrics: the eval station's, on the
+    holdout) is measured every `eval_every` steps; `config.eval_metric` picks the best checkpoint.
+    """
     info = dist_info or DistInfo()
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -229,12 +252,11 @@ def train_loop(
         }
         if eval_data is not None and (state.step % config.eval_every == 0 or state.step == total_steps):
             metrics["eval_loss"] = evaluate_loss(raw, eval_data, device)
-            if state.best_eval is None or metrics["eval_loss"] < state.best_eval:
-                state.best_eval, state.best_step, state.evals_without_gain = (
-                    metrics["eval_loss"],
-                    state.step,
-                    0,
-                )
+            if behaviour is not None:
+                metrics.update({f"eval_{k}": v for k, v in behaviour().items() if v is not None})
+            watched = eval_value(metrics, config.eval_metric)
+            if state.best_eval is None or is_better(watched, state.best_eval, config.eval_metric):
+                state.best_eval, state.best_step, state.evals_without_gain = watched, state.step, 0
                 if info.is_main:
                     save_checkpoint(
                         checkpoints / "best", state.step, raw, optimizer, scheduler, state.as_dict()

@@ -41,6 +41,7 @@ def test_migrations_reach_head_and_create_the_tables(workspace: Workspace) -> No
     assert current_revision(engine) == head_revision() is not None
     tables = set(inspect(engine).get_table_names())
     assert {"datasets", "dataset_versions", "imports", "base_models", "alembic_version"} <= tables
+    assert {"runs", "run_metrics", "evaluations", "eval_outputs"} <= tables
     Record(workspace.record.url).close()  # opening again is a no-op upgrade
 
 
@@ -133,3 +134,14 @@ def test_a_failed_transaction_leaves_no_row(workspace: Workspace) -> None:
         raise RuntimeError("crash before commit")
     with workspace.record.session() as session, pytest.raises(DatasetNotFound):
         resolve(session, "support")
+
+
+def test_migrations_match_the_table_models(workspace: Workspace) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from sftline.record.schema import Base
+
+    with workspace.record.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []

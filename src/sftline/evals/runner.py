@@ -1,0 +1,335 @@
+"""The suite runner: which model, which data, which settings; predictions stored in the record.
+
+An evaluation is named by its inputs (the model's content hash, the data version's hash and the
+settings that change outputs). Running the same inputs again reuses the stored outputs, and every
+metric is recomputed from those outputs, so a new metric or a changed contract needs no re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import insert, select
+
+from sftline.data.example import Example
+from sftline.data.versions import load_examples, resolve
+from sftline.errors import ModelError
+from sftline.evals import predict as p
+from sftline.evals.scoring import Output, score
+from sftline.record.schema import EvalOutput, Evaluation, Run
+from sftline.record.workspace import Workspace
+
+ModelKind = Literal["run", "base", "folder"]
+
+
+class EvalSettings(BaseModel):
+    """How to evaluate; a suite file (`--suite`) holds these, command-line options override them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: list[str] = []
+    """Datasets (NAME or NAME@VERSION) to evaluate on, each reported on its own."""
+    slices: list[str] | None = None
+    """Tag keys to slice by (default: every tag)."""
+    sample: int | None = Field(default=None, ge=1)
+    """Evaluate a seeded random sample of this many examples instead of all."""
+    seed: int = 0
+    """Seed of the sample and of the bootstrap."""
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Generation limit (default: the contract's limits.max_target_tokens)."""
+    batch_size: int = Field(default=32, ge=1)
+    """Most prompts generated together."""
+    batch_tokens: int = Field(default=16384, ge=64)
+    """Most tokens (prompt + generation, padded) in one batch."""
+    abstain_below: float | None = Field(default=None, gt=0, lt=1)
+    """Classifiers: answer the abstention label when the top probability is below this."""
+    calibrate_on: str | None = None
+    """Classifiers: fit a temperature on this holdout and apply it before scoring."""
+    replicates: int = Field(default=1000, ge=10)
+    """Bootstrap replicates for the 95% intervals."""
+
+
+@dataclass(frozen=True)
+class EvalModel:
+    """A model to evaluate, however the user named it."""
+
+    name: str
+    kind: ModelKind
+    path: Path
+    content_hash: str
+    method: p.Method
+    run_id: int | None = None
+    base: str | None = None
+    """For a run: its base model's name (evaluated the same way, to show what SFT changed)."""
+
+
+@dataclass
+class EvalResult:
+    evaluation: str
+    model: EvalModel
+    dataset: str
+    data_hash: str
+    settings: dict[str, Any]
+    outputs: list[Output]
+    seconds: float
+    created_at: str
+    reused: bool
+    labels: list[str] | None = None
+
+
+def resolve_model(workspace: Workspace, ref: str) -> EvalModel:
+    """A run name (`run-0003`), a base model name (`smollm2-135m-instruct`), or a model folder."""
+    from sftline.models.lookup import find_base_model
+    from sftline.models.materialise import hash_folder
+
+    with workspace.record.session() as session:
+        run = session.scalars(select(Run).where(Run.name == ref)).first()
+        if run is not None:
+            folder = Path(run.output_dir) / "model"
+            if run.status not in ("completed", "stopped_early") or not folder.is_dir():
+                raise ModelError(f"run {ref} is {run.status} and has no exported model to evaluate")
+            return EvalModel(
+                ref, "run", folder, hash_folder(folder)[1], p.method_of(folder), run.id, run.base_model
+            )
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        return EvalModel(ref, "folder", folder.resolve(), hash_folder(folder)[1], p.method_of(folder))
+    try:
+        base = find_base_model(workspace, ref)
+    except ModelError:
+        raise ModelError(
+            f"no model {ref!r}: name a run (`sftline runs list`), a base model (`sftline models list`) "
+            "or a Hugging Face model folder"
+        ) from None
+    return EvalModel(base.name, "base", base.path, base.content_hash, p.method_of(base.path))
+
+
+def _sample(examples: list[Example], settings: EvalSettings) -> list[Example]:
+    if settings.sample is None or settings.sample >= len(examples):
+        return examples
+    rng = np.random.default_rng(settings.seed)
+    keep = np.sort(rng.choice(len(examples), size=settings.sample, replace=False))
+    return [examples[int(i)] for i in keep]
+
+
+def _key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _row_to_output(row: EvalOutput) -> Output:
+    return Output(
+        example_id=row.example_id,
+        target=row.target,
+        output=row.output,
+        tags=dict(row.tags),
+        prompt=row.prompt,
+        ranked=[(str(label), float(prob)) for label, prob in row.ranked],
+        confidence=row.confidence,
+        prompt_tokens=row.prompt_tokens,
+        output_tokens=row.output_tokens,
+        finished=row.finished,
+        latency_ms=row.latency_ms,
+    )
+
+
+def load_outputs(workspace: Workspace, evaluation: str) -> list[Output]:
+    with workspace.record.session() as session:
+        row = session.scalars(select(Evaluation).where(Evaluation.name == evaluation)).first()
+        if row is None:
+            raise ModelError(f"no evaluation named {evaluation!r}")
+        rows = session.scalars(
+            select(EvalOutput).where(EvalOutput.evaluation_id == row.id).order_by(EvalOutput.position)
+        )
+        return [_row_to_output(r) for r in rows]
+
+
+def _predictor(
+    workspace: Workspace, model: EvalModel, examples: Sequence[Example], settings: EvalSettings
+) -> tuple[Any, dict[str, Any]]:
+    """The predictor for the model and the settings that shape its outputs (part of the key)."""
+    contract = workspace.project.config.contract
+    if model.method == "classifier":
+        temperature = 1.0
+        if settings.calibrate_on:
+            temperature = _fit_temperature(workspace, model, settings.calibrate_on)
+        predictor = p.ClassifierPredictor.load(
+            model.path,
+            max_length=contract.limits.max_length,
+            temperature=temperature,
+            abstain_below=settings.abstain_below,
+            abstention=contract.abstention,
+        )
+        return predictor, {"temperature": temperature, "abstain_below": settings.abstain_below}
+    if model.method == "embedding":
+        labels = p.zero_shot_labels(examples, contract.output.labels, contract.abstention)
+        predictor = p.EmbeddingPredictor(model.path, labels)
+        return predictor, {"zero_shot": "embedding", "labels": labels, "scale": p.ZERO_SHOT_SCALE}
+    max_new = settings.max_new_tokens or contract.limits.max_target_tokens
+    predictor = p.GenerationPredictor.load(
+        model.path,
+        contract.system_prompt,
+        max_new_tokens=max_new,
+        batch_size=settings.batch_size,
+        batch_tokens=settings.batch_tokens,
+    )
+    return predictor, {
+        "system_prompt": contract.system_prompt,
+        "max_new_tokens": max_new,
+        "decoding": "greedy",
+    }
+
+
+def _fit_temperature(workspace: Workspace, model: EvalModel, holdout: str) -> float:
+    from sftline.evals.metrics import fit_temperature
+
+    contract = workspace.project.config.contract
+    with workspace.record.session() as session:
+        examples = load_examples(workspace, resolve(session, holdout))
+    predictor = p.ClassifierPredictor.load(model.path, max_length=contract.limits.max_length)
+    index = {label: i for i, label in enumerate(predictor.labels)}
+    known = [e for e in examples if e.label in index]
+    if not known:
+        raise ModelError(f"--calibrate-on {holdout}: none of its labels are the model's labels")
+    logits, _, _ = predictor.logits([e.text or e.prompt for e in known])
+    return fit_temperature(logits, [index[str(e.label)] for e in known])
+
+
+def evaluate(
+    workspace: Workspace,
+    model: EvalModel,
+    dataset: str,
+    settings: EvalSettings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
+) -> EvalResult:
+    """Evaluate `model` on `dataset` (or reuse the stored evaluation of the same inputs)."""
+    with workspace.record.session() as session:
+        version = resolve(session, dataset)
+        version_id, data_ref, data_hash = version.id, version.ref, version.content_hash
+        examples = load_examples(workspace, version)
+    examples = _sample(examples, settings)
+    if not examples:
+        raise ModelError(f"{data_ref} has no examples to evaluate")
+    contract = workspace.project.config.contract
+    key = _key(
+        {
+            "model": model.content_hash,
+            "data": data_hash,
+            "method": model.method,
+            "sample": settings.sample,
+            "seed": settings.seed if settings.sample else None,
+            # What shapes the outputs of each method; batch sizes and bootstrap settings do not.
+            "max_new_tokens": settings.max_new_tokens or contract.limits.max_target_tokens,
+            "system_prompt": contract.system_prompt if model.method == "generate" else None,
+            "abstain_below": settings.abstain_below,
+            "calibrate_on": settings.calibrate_on,
+            "max_length": contract.limits.max_length,
+        }
+    )
+    with workspace.record.session() as session:
+        found = None if force else _find(session, key)
+        if found is not None:
+            return _result(workspace, found, model, reused=True)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # sftline draws its own progress
+    hf_logging.set_verbosity_error()
+    started = time.perf_counter()
+    predictor, shaping = _predictor(workspace, model, examples, settings)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, len(examples))
+
+    outputs = predictor.predict(examples, advance)
+    seconds = time.perf_counter() - started
+    labels = getattr(predictor, "labels", None)
+    metrics = score(
+        outputs, contract, labels=labels, slice_keys=settings.slices, replicates=settings.replicates
+    )
+    with workspace.record.session() as session:
+        row = Evaluation(
+            name="pending",
+            key=key,
+            model=model.name,
+            model_kind=model.kind,
+            model_hash=model.content_hash,
+            run_id=model.run_id,
+            dataset_version_id=version_id,
+            task="classify" if model.method != "generate" else "chat",
+            settings={
+                **settings.model_dump(mode="json"),
+                **shaping,
+                "method": model.method,
+                "labels": labels,
+            },
+            n_examples=len(outputs),
+            metrics=metrics,
+            seconds=seconds,
+        )
+        session.add(row)
+        session.flush()
+        row.name = f"eval-{row.id:04d}"
+        session.execute(
+            insert(EvalOutput),
+            [
+                {
+                    "evaluation_id": row.id,
+                    "position": i,
+                    "example_id": o.example_id,
+                    "prompt": o.prompt,
+                    "target": o.target,
+                    "output": o.output,
+                    "tags": o.tags,
+                    "ranked": [list(pair) for pair in o.ranked],
+                    "confidence": o.confidence,
+                    "prompt_tokens": o.prompt_tokens,
+                    "output_tokens": o.output_tokens,
+                    "finished": o.finished,
+                    "latency_ms": o.latency_ms,
+                }
+                for i, o in enumerate(outputs)
+            ],
+        )
+        session.flush()
+        return _result(workspace, row, model, reused=False, outputs=outputs)
+
+
+def _find(session: Any, key: str) -> Evaluation | None:
+    return session.scalars(
+        select(Evaluation).where(Evaluation.key == key).order_by(Evaluation.id.desc())
+    ).first()
+
+
+def _result(
+    workspace: Workspace,
+    row: Evaluation,
+    model: EvalModel,
+    *,
+    reused: bool,
+    outputs: list[Output] | None = None,
+) -> EvalResult:
+    return EvalResult(
+        evaluation=row.name,
+        model=model,
+        dataset=row.dataset_version.ref,
+        data_hash=row.dataset_version.content_hash,
+        settings=dict(row.settings),
+        outputs=outputs if outputs is not None else load_outputs(workspace, row.name),
+        seconds=row.seconds,
+        created_at=row.created_at.isoformat(timespec="seconds"),
+        reused=reused,
+        labels=row.settings.get("labels"),
+    )

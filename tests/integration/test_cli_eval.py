@@ -1,0 +1,134 @@
+"""`sftline eval` end to end: a tiny chat model and MiniLM, stored outputs, verdicts, the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from sftline.record.schema import EvalOutput, Evaluation
+from sftline.record.workspace import Workspace
+from tests.support.cli import run_json
+
+pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+
+CHAT_TRAIN = ["train", "--base", "tiny", "--data", "intents", "--max-steps", "6", "--batch-tokens", "256"]
+CHAT_EVAL = ["--on", "intents", "--sample", "24", "--max-new-tokens", "6"]
+
+
+def test_chat_eval_reports_behaviour_stores_outputs_and_reuses_them(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = run_json(capsys, *CHAT_TRAIN, "--lr", "1e-3")["run"]
+    report = run_json(capsys, "eval", run, *CHAT_EVAL, "--html", "eval.html")
+    section = report["sections"][0]
+    assert section["n"] == 24 and section["method"] == "generate" and not section["reused"]
+    overall = section["metrics"]["overall"]
+    for metric in (
+        "accuracy",
+        "exact_match",
+        "refusal_rate",
+        "stop_rate",
+        "output_tokens",
+        "ece",
+        "latency_ms",
+    ):
+        estimate = overall[metric]
+        assert estimate["n"] == 24 and estimate["low"] <= estimate["value"] <= estimate["high"], metric
+    # No answer may be longer than the generation limit; one that hit it did not stop by itself.
+    assert overall["output_tokens"]["high"] <= 6
+    # The run's base model was evaluated on the same examples: the change is paired.
+    assert section["base"]["model"] == "tiny" and section["sft_change"]["n"] == 24
+    assert "<svg" in Path("eval.html").read_text()
+
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        stored = session.scalar(
+            select(func.count())
+            .select_from(EvalOutput)
+            .join(Evaluation)
+            .where(Evaluation.name == section["evaluation"])
+        )
+        assert stored == 24
+
+    again = run_json(capsys, "eval", run, *CHAT_EVAL)["sections"][0]
+    assert again["reused"] and again["evaluation"] == section["evaluation"]
+    assert again["metrics"]["overall"] == section["metrics"]["overall"]
+
+
+def test_batched_generation_answers_as_one_prompt_at_a_time(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Left padding and the attention mask must not change any answer (of the random base model,
+    whose answers differ from prompt to prompt)."""
+    one = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--batch-size", "1", "--force")
+    many = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--batch-size", "16", "--force")
+    with Workspace.find(chat_project) as workspace:
+        from sftline.evals.runner import load_outputs
+
+        a = load_outputs(workspace, one["sections"][0]["evaluation"])
+        b = load_outputs(workspace, many["sections"][0]["evaluation"])
+    assert len({o.output for o in a}) > 1  # the answers differ, so the comparison means something
+    assert [o.output for o in a] == [o.output for o in b]
+    assert [o.confidence for o in a] == pytest.approx([o.confidence for o in b], rel=1e-3)
+
+
+def test_classifier_eval_compare_and_verdict(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = ["train", "--base", "minilm-l6", "--data", "intents", "--method", "full", "--batch-tokens", "512"]
+    first = run_json(capsys, *train, "--max-steps", "2", "--lr", "1e-5")["run"]
+    second = run_json(capsys, *train, "--max-steps", "12", "--lr", "1e-3")["run"]
+
+    report = run_json(capsys, "eval", second, "--on", "intents", "--calibrate-on", "intents")
+    section = report["sections"][0]
+    overall = section["metrics"]["overall"]
+    for metric in (
+        "in_scope_accuracy",
+        "abstention_recall",
+        "macro_f1",
+        "top_5_accuracy",
+        "label_compliance",
+    ):
+        assert overall[metric]["value"] is not None, metric
+    assert overall["label_compliance"]["value"] == 1.0  # a classifier can only answer its labels
+    assert overall["top_5_accuracy"]["value"] >= overall["accuracy"]["value"]
+    assert section["settings"]["temperature"] > 0 and len(section["metrics"]["reliability"]) == 15
+    # The zero-shot base is MiniLM as a sentence encoder: label names against the text.
+    assert section["base"]["model"] == "minilm-l6"
+    assert set(section["confusion"]) == {"labels", "matrix", "pairs"}
+
+    abstaining = run_json(capsys, "eval", second, "--on", "intents", "--abstain-below", "0.999", "--no-base")
+    every = abstaining["sections"][0]["metrics"]["overall"]
+    assert every["abstention_rate"]["value"] == 1.0 and every["abstention_recall"]["value"] == 1.0
+
+    compared = run_json(capsys, "eval", "compare", first, second, "--on", "intents", "--html", "cmp.html")
+    assert compared["verdict"] in ("pass", "fail", "inconclusive")
+    verdict = compared["sections"][0]["comparison"]["verdict"]
+    assert verdict["verdict"] == compared["verdict"]
+    assert {c["metric"] for c in verdict["checks"]} == {"accuracy"}  # no critical slices, no JSON
+    assert "mcnemar" in compared["sections"][0]["comparison"]
+    html = Path("cmp.html").read_text()
+    assert compared["verdict"] in html
+
+
+def test_eval_errors_name_what_is_missing(chat_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "give --on DATASET" in run_json(capsys, "eval", "tiny", code=1)["err"]
+    assert "no model 'nope'" in run_json(capsys, "eval", "nope", "--on", "intents", code=1)["err"]
+    assert "usage: sftline eval compare" in run_json(capsys, "eval", "compare", "tiny", code=1)["err"]
+
+
+def test_training_keeps_the_checkpoint_with_the_best_holdout_behaviour(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    holdout = ["--eval-on", "intents", "--eval-every", "2", "--eval-max-new-tokens", "4"]
+    summary = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "exact_match")
+    assert summary["eval_metric"] == "exact_match" and 0 <= summary["best_eval"] <= 1
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        from sftline.record.schema import Run, RunMetric
+
+        run = session.scalars(select(Run).where(Run.name == summary["run"])).one()
+        names = set(session.scalars(select(RunMetric.name).where(RunMetric.run_id == run.id)))
+    assert {"eval_loss", "eval_exact_match", "eval_stop_rate", "eval_output_tokens"} <= names
+    bad = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "bleu", code=1)
+    assert "eval_metric 'bleu' was not measured" in bad["err"] and "exact_match" in bad["err"]

@@ -1,0 +1,128 @@
+"""Paired comparison and the release verdict on hand-built outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from sftline.config import Contract, ReleaseConfig, ReleaseCriterion
+from sftline.evals.compare import align, compare, failing_slices, verdict, worst_examples
+from sftline.evals.scoring import Output, score
+
+CONTRACT = Contract(task="classify", output={"kind": "labels", "labels": ["a", "b", "oos"]}, abstention="oos")
+
+
+def outputs(right: list[bool], *, domain: str = "x", start: int = 0) -> list[Output]:
+    """Examples with target `a`; the answer is `a` where `right` else `b`."""
+    return [
+        Output(
+            example_id=f"{domain}-{start + i}",
+            target="a",
+            output="a" if ok else "b",
+            tags={"domain": domain},
+            confidence=0.9,
+        )
+        for i, ok in enumerate(right)
+    ]
+
+
+def judge(baseline: list[Output], candidate: list[Output], release: ReleaseConfig) -> dict:
+    comparison = compare(baseline, candidate, CONTRACT, replicates=400)
+    return verdict(comparison, score(candidate, CONTRACT, replicates=400), release)
+
+
+def test_mcnemar_counts_the_discordant_pairs() -> None:
+    base = outputs([True, True, False, False, True])
+    cand = outputs([True, False, True, True, True])
+    result = compare(base, cand, CONTRACT, replicates=50)
+    # baseline only right on example 1; candidate only right on 2 and 3: p = 2 * (1 + 3) / 8 = 1.0
+    assert result["mcnemar"] == {"baseline_only": 1, "candidate_only": 2, "p_value": 1.0}
+    assert result["overall"]["accuracy"]["delta"] == pytest.approx(1 / 5)
+
+
+def test_a_clearly_better_candidate_passes() -> None:
+    base = outputs([i % 2 == 0 for i in range(200)])
+    cand = outputs([True] * 200)
+    result = judge(base, cand, ReleaseConfig())
+    assert result["verdict"] == "pass" and result["reasons"] == []
+    accuracy = next(c for c in result["checks"] if c["metric"] == "accuracy")
+    assert accuracy["outcome"] == "pass"
+
+
+def test_a_drop_on_a_critical_slice_fails_with_the_slice_named() -> None:
+    # Overall the candidate is better (travel +70 points), but banking falls 30 points.
+    base = outputs([True] * 100, domain="banking") + outputs([False] * 100, domain="travel")
+    cand = outputs([i >= 30 for i in range(100)], domain="banking") + outputs(
+        [i < 70 for i in range(100)], domain="travel"
+    )
+    release = ReleaseConfig(critical_slices=["domain=banking"])
+    result = judge(base, cand, release)
+    assert result["verdict"] == "fail"
+    assert len(result["reasons"]) == 1 and "domain=banking" in result["reasons"][0]
+    by_slice = {(c["slice"], c["metric"]): c["outcome"] for c in result["checks"]}
+    assert by_slice[("overall", "accuracy")] == "pass"
+    assert by_slice[("domain=banking", "accuracy")] == "fail"
+
+
+def test_a_small_noisy_difference_is_inconclusive() -> None:
+    # 2 discordant pairs out of 10: the interval of the change spans zero.
+    base = outputs([True] * 8 + [False, True])
+    cand = outputs([True] * 8 + [True, False])
+    result = judge(base, cand, ReleaseConfig())
+    assert result["verdict"] == "inconclusive"
+    assert "straddles" in result["reasons"][0]
+
+
+def test_absolute_bounds_and_metrics_the_task_lacks() -> None:
+    base = outputs([True] * 20)
+    cand = outputs([True] * 19 + [False])
+    release = ReleaseConfig(
+        criteria=[
+            ReleaseCriterion(metric="accuracy", min=0.99),
+            ReleaseCriterion(metric="schema_compliance", min=1.0),  # no JSON here: skipped
+        ]
+    )
+    result = judge(base, cand, release)
+    assert result["verdict"] == "fail"
+    assert [c["metric"] for c in result["checks"]] == ["accuracy"]
+    assert "0.9500, below the minimum 0.99" in result["reasons"][0]
+
+
+def test_schema_compliance_below_one_fails_a_json_contract() -> None:
+    contract = Contract(output={"kind": "json_schema", "schema": {"type": "object", "required": ["intent"]}})
+
+    def json_outputs(answers: list[str]) -> list[Output]:
+        return [Output(example_id=str(i), target='{"intent": "a"}', output=a) for i, a in enumerate(answers)]
+
+    base = json_outputs(['{"intent": "a"}'] * 10)
+    cand = json_outputs(['{"intent": "a"}'] * 9 + ['{"label": "a"}'])
+    comparison = compare(base, cand, contract, replicates=100)
+    result = verdict(comparison, score(cand, contract, replicates=100), ReleaseConfig())
+    outcome = {c["metric"]: c["outcome"] for c in result["checks"] if c["slice"] == "overall"}
+    assert outcome["schema_compliance"] == "fail"
+
+
+def test_lower_is_better_metrics_count_a_rise_as_the_drop() -> None:
+    base = [Output(example_id=str(i), target="a", output="a", latency_ms=10.0) for i in range(50)]
+    cand = [Output(example_id=str(i), target="a", output="a", latency_ms=20.0) for i in range(50)]
+    release = ReleaseConfig(criteria=[ReleaseCriterion(metric="latency_ms", max_drop=5.0)])
+    result = judge(base, cand, release)
+    assert result["verdict"] == "fail" and "latency_ms" in result["reasons"][0]
+
+
+def test_align_pairs_by_example_id_and_refuses_disjoint_sets() -> None:
+    base = outputs([True, False, True])
+    cand = list(reversed(outputs([False, True], start=1)))
+    a, b = align(base, cand)
+    assert [o.example_id for o in a] == [o.example_id for o in b] == ["x-2", "x-1"]
+    with pytest.raises(Exception, match="share no examples"):
+        align(base, outputs([True], domain="y"))
+
+
+def test_worst_examples_are_the_most_confident_errors_of_failing_slices() -> None:
+    cand = outputs([True, False, False], domain="banking")
+    cand[1].confidence, cand[2].confidence = 0.4, 0.8
+    metrics = score(cand, CONTRACT, replicates=20)
+    names = failing_slices(metrics, None)
+    assert names == ["domain=banking"]
+    worst = worst_examples(cand, CONTRACT, names)
+    assert [w["example_id"] for w in worst["domain=banking"]] == ["banking-2", "banking-1"]
