@@ -1,9 +1,11 @@
-"""Small inline SVG charts: horizontal bars and histograms."""
+"""Small inline SVG charts: horizontal bars, histograms, intervals, heatmaps and reliability."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 BAR_HEIGHT = 18  # px per bar
 LABEL_WIDTH = 180  # px reserved for labels
@@ -56,5 +58,177 @@ def histogram(edges: Sequence[float], counts: Sequence[int], *, marker: float | 
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad / 2}" y2="{height - pad}" stroke="#e45756"/>')
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
+    )
+
+
+@dataclass(frozen=True)
+class IntervalBar:
+    """One row of `interval_chart`: a rate in [0, 1], its interval and an optional second marker."""
+
+    label: str
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    marker: float | None = None
+    """A second value drawn as a diamond on the same axis (e.g. the baseline's)."""
+    note: str = ""
+    """Text after the bar, next to the value (e.g. the change against the baseline)."""
+
+
+def _x(value: float, left: float, width: float) -> float:
+    return left + width * min(max(value, 0.0), 1.0)
+
+
+def interval_chart(rows: Sequence[IntervalBar], *, marker_label: str = "") -> str:
+    """Horizontal bars on a fixed 0-100% axis, in the order given, with the 95% interval as a
+    whisker and `marker` as a diamond; `marker_label` names the diamonds in a legend."""
+    if not rows:
+        return "<p><em>no data</em></p>"
+    top = 18 if marker_label else 4  # px above the first bar: room for the legend
+    height = top + BAR_HEIGHT * len(rows) + 16  # 16 px for the axis labels below
+    parts = []
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = _x(tick, LABEL_WIDTH, CHART_WIDTH)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - 14}" stroke="#ddd"/>'
+            f'<text x="{x:.1f}" y="{height - 3}" text-anchor="middle" fill="#777">{tick * 100:.0f}%</text>'
+        )
+    if marker_label:
+        parts.append(
+            f'<path d="M{LABEL_WIDTH} 8 l4 -4 l4 4 l-4 4 z" fill="#222"/>'
+            f'<text x="{LABEL_WIDTH + 12}" y="12">{escape(marker_label)}</text>'
+        )
+    for index, row in enumerate(rows):
+        y = top + index * BAR_HEIGHT
+        middle = y + (BAR_HEIGHT - 4) / 2
+        parts.append(
+            f'<text x="{LABEL_WIDTH - 6}" y="{y + 12}" text-anchor="end">'
+            f"<title>{escape(row.label)}</title>{escape(row.label[:28])}</text>"
+        )
+        end = float(LABEL_WIDTH)  # px where the value text may start
+        if row.value is not None:
+            end = _x(row.value, LABEL_WIDTH, CHART_WIDTH)
+            parts.append(
+                f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{max(end - LABEL_WIDTH, 1.0):.1f}" '
+                f'height="{BAR_HEIGHT - 4}" fill="#4c78a8"/>'
+            )
+        if row.low is not None and row.high is not None:
+            x1, x2 = _x(row.low, LABEL_WIDTH, CHART_WIDTH), _x(row.high, LABEL_WIDTH, CHART_WIDTH)
+            end = max(end, x2)
+            parts.append(
+                f'<path class="whisker" d="M{x1:.1f} {middle:.1f} H{x2:.1f} M{x1:.1f} {middle - 4:.1f} '
+                f'V{middle + 4:.1f} M{x2:.1f} {middle - 4:.1f} V{middle + 4:.1f}" stroke="#222" fill="none"/>'
+            )
+        if row.marker is not None:
+            x = _x(row.marker, LABEL_WIDTH, CHART_WIDTH)
+            end = max(end, x + 5)
+            parts.append(
+                f'<path class="marker" d="M{x:.1f} {middle - 5:.1f} l5 5 l-5 5 l-5 -5 z" fill="#222">'
+                f"<title>{escape(marker_label)} {row.marker * 100:.1f}%</title></path>"
+            )
+        shown = "–" if row.value is None else f"{row.value * 100:.1f}%"
+        note = f" ({escape(row.note)})" if row.note else ""
+        parts.append(f'<text x="{end + 6:.1f}" y="{y + 12}">{shown}{note}</text>')
+    total_width = LABEL_WIDTH + CHART_WIDTH + 200
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
+    )
+
+
+CELL = 24  # px per confusion-matrix cell; 25 labels make a 600 px grid
+
+
+def heatmap(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
+    """A confusion matrix: rows are targets, columns predictions, each cell its count. The diagonal
+    (right answers) is shaded blue against its own maximum and the confusions red against theirs,
+    so that a few confusions still show beside thousands of right answers."""
+    if not labels:
+        return "<p><em>no data</em></p>"
+    size = len(labels)
+    left, top = LABEL_WIDTH, 120  # px for the row labels and the slanted column labels
+    right_max = max((matrix[i][i] for i in range(size)), default=0) or 1
+    wrong_max = max((matrix[i][j] for i in range(size) for j in range(size) if i != j), default=0) or 1
+    parts = [
+        f'<text x="{left - 6}" y="{top - 22}" text-anchor="end" fill="#777">prediction →</text>',
+        f'<text x="{left - 6}" y="{top - 6}" text-anchor="end" fill="#777">target ↓</text>',
+    ]
+    for index, label in enumerate(labels):
+        x = left + index * CELL + CELL / 2
+        y = top + index * CELL + CELL / 2 + 4
+        parts.append(
+            f'<text x="{left - 6}" y="{y:.0f}" text-anchor="end">{escape(label[:26])}</text>'
+            f'<text transform="translate({x:.0f} {top - 6}) rotate(-60)">{escape(label[:18])}</text>'
+        )
+    for i in range(size):
+        for j in range(size):
+            count = matrix[i][j]
+            share = count / (right_max if i == j else wrong_max)
+            colour = "#f4f4f4" if not count else "#4c78a8" if i == j else "#e45756"
+            x, y = left + j * CELL, top + i * CELL
+            parts.append(
+                f'<rect class="cell" x="{x}" y="{y}" width="{CELL - 1}" height="{CELL - 1}" fill="{colour}" '
+                f'fill-opacity="{0.15 + 0.85 * share if count else 1:.2f}"><title>{escape(labels[i])} → '
+                f"{escape(labels[j])}: {count}</title></rect>"
+            )
+            if count:
+                ink = "#fff" if share > 0.55 else "#222"
+                parts.append(
+                    f'<text x="{x + CELL / 2 - 0.5:.1f}" y="{y + CELL / 2 + 3:.1f}" text-anchor="middle" '
+                    f'font-size="9" fill="{ink}">{count}</text>'
+                )
+    width, height = left + size * CELL + 70, top + size * CELL + 10  # 70 px for the last slanted label
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
+    )
+
+
+def reliability_diagram(bins: Sequence[Mapping[str, Any]]) -> str:
+    """Accuracy per confidence bin as bars against the diagonal (perfect calibration), with each
+    bin's example count under the axis. `bins` as `sftline.evals.metrics.reliability` returns
+    them: low, high, count, confidence and accuracy (None for an empty bin)."""
+    if not bins:
+        return "<p><em>no data</em></p>"
+    left, top, width, height = 44, 10, 420, 240  # px: the plot area and its offset
+    bottom = top + height
+    parts = []
+    for tick in (0.0, 0.5, 1.0):
+        y = bottom - height * tick
+        parts.append(
+            f'<line x1="{left}" x2="{left + width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#777">{tick * 100:.0f}%</text>'
+            f'<text x="{left + width * tick:.1f}" y="{bottom + 14}" text-anchor="middle" fill="#777">'
+            f"{tick * 100:.0f}%</text>"
+        )
+    for b in bins:
+        x1, x2 = left + width * float(b["low"]), left + width * float(b["high"])
+        middle = (x1 + x2) / 2
+        accuracy, confidence = b.get("accuracy"), b.get("confidence")
+        if accuracy is not None:
+            h = height * float(accuracy)
+            detail = "" if confidence is None else f", mean confidence {float(confidence) * 100:.1f}%"
+            parts.append(
+                f'<rect class="bin" x="{x1 + 1:.1f}" y="{bottom - h:.1f}" width="{max(x2 - x1 - 2, 1):.1f}" '
+                f'height="{h:.1f}" fill="#4c78a8"><title>confidence {float(b["low"]) * 100:.0f}-'
+                f"{float(b['high']) * 100:.0f}%: accuracy {float(accuracy) * 100:.1f}% of "
+                f"{b['count']}{detail}</title></rect>"
+            )
+        ink = "#222" if b["count"] else "#bbb"
+        parts.append(
+            f'<text class="count" x="{middle:.1f}" y="{bottom + 30}" text-anchor="middle" font-size="9" '
+            f'fill="{ink}">{b["count"]}</text>'
+        )
+    parts.append(
+        f'<line class="diagonal" x1="{left}" y1="{bottom}" x2="{left + width}" y2="{top}" '
+        f'stroke="#e45756" stroke-dasharray="4 3"/>'
+        f'<text x="{left - 4}" y="{bottom + 30}" text-anchor="end" fill="#777">n</text>'
+        f'<text x="{left + width / 2}" y="{bottom + 46}" text-anchor="middle" fill="#777">confidence</text>'
+        f'<text transform="translate(10 {top + height / 2}) rotate(-90)" text-anchor="middle" '
+        f'fill="#777">accuracy</text>'
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 24}" height="{bottom + 52}" '
         f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
     )
