@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import insert, select
 
 from sftline.data.example import Example
@@ -55,6 +55,14 @@ class EvalSettings(BaseModel):
     """Classifiers: fit a temperature on this holdout and apply it before scoring."""
     replicates: int = Field(default=1000, ge=10)
     """Bootstrap replicates for the 95% intervals."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,18 @@ def test_worst_examples_are_the_most_confident_errors_of_failing_slices() -> Non
     assert names == ["domain=banking"]
     worst = worst_examples(cand, CONTRACT, names)
     assert [w["example_id"] for w in worst["domain=banking"]] == ["banking-2", "banking-1"]
+
+
+def test_a_suite_file_holds_settings_and_options_override_it(tmp_path) -> None:
+    from sftline.errors import ConfigError
+    from sftline.evals.suite import load_suite
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("on: [support-gold, support-domain-banking]\nslices: [domain]\nsample: 200\n")
+    settings = load_suite(suite, {"on": [], "sample": 50, "max_new_tokens": None})
+    assert settings.on == ["support-gold", "support-domain-banking"]  # an empty option keeps the file's
+    assert settings.sample == 50 and settings.slices == ["domain"] and settings.max_new_tokens is None
+    suite.write_text("on: [gold]\nsampel: 3\nsample: 0\n")
+    with pytest.raises(ConfigError) as error:
+        load_suite(suite, {})
+    assert str(suite) in str(error.value) and "sampel" in str(error.value) and "sample" in str(error.value)
