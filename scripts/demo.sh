@@ -68,8 +68,8 @@ step "runs"
 step "evaluation 1/3: the classifier on the CLINC150 test split, beside zero-shot MiniLM (what SFT changed)"
 "$SFTLINE" eval run-0001 --on clinc150-test --on clinc150-domain-banking --html eval-classifier.html
 
-step "evaluation 2/3: the SmolLM2 LoRA run, generating on a 300-example sample of the test split"
-"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-300} --max-new-tokens 12 \
+step "evaluation 2/3: the SmolLM2 LoRA run, generating on a 200-example sample of the test split"
+"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-200} --max-new-tokens 12 \
   --html eval-smollm2.html
 
 step "evaluation 3/3: may the classifier replace the zero-shot baseline? (banking is a critical slice)"

@@ -47,20 +47,26 @@ def precision_recall(
     return (lambda w: _ratio(w @ both, w @ p)), (lambda w: _ratio(w @ both, w @ a))
 
 
-def macro_f1(targets: Sequence[str], predictions: Sequence[str | None]) -> Metric:
-    """F1 per label, averaged over the labels that occur as a target or a prediction.
+def macro_f1(
+    targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str] | None = None
+) -> Metric:
+    """F1 per label, averaged over `labels` (default: the labels that occur as targets).
 
-    F1 = 2 TP / (2 TP + FP + FN). A prediction that is not one of the target labels' strings
-    (an invalid answer) is a miss for its target's class and a false positive for its own.
+    F1 = 2 TP / (2 TP + FP + FN). A prediction outside `labels` (an invalid answer, which a
+    generative model can produce in any number of spellings) is a miss for its target's class and
+    adds no class of its own. A label with neither targets nor predictions in a bootstrap
+    replicate is left out of that replicate's average.
     """
-    labels = sorted({*targets, *(p for p in predictions if p is not None)})
+    labels = sorted(set(targets)) if labels is None else list(labels)
     index = {label: i for i, label in enumerate(labels)}
     n, k = len(targets), len(labels)
     truth = np.zeros((n, k))
     guess = np.zeros((n, k))
-    truth[np.arange(n), [index[t] for t in targets]] = 1
+    for row, t in enumerate(targets):
+        if t in index:
+            truth[row, index[t]] = 1
     for row, p in enumerate(predictions):
-        if p is not None:
+        if p is not None and p in index:
             guess[row, index[p]] = 1
     hits = truth * guess
 

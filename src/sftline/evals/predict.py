@@ -156,7 +156,10 @@ class ClassifierPredictor:
             ranked = _ranked(probs[i], self.labels)
             answer, confidence = ranked[0]
             if self.abstain_below is not None and confidence < self.abstain_below:
+                # The answer is now the abstention label: its confidence is the model's own
+                # probability of that label, not the top label's.
                 answer = str(self.abstention)
+                confidence = float(probs[i, self.labels.index(answer)])
             outputs.append(
                 Output(
                     example_id=example.id,

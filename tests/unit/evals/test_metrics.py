@@ -42,14 +42,16 @@ def test_macro_f1() -> None:
     assert point(m.macro_f1(["a", "a", "b", "b"], ["a", "b", "b", "b"]), 4) == pytest.approx(11 / 15)
 
 
-def test_macro_f1_invalid_prediction_is_a_miss_and_a_false_positive() -> None:
-    # a: TP=1 FN=1 -> 2/3; b: 1; "zzz": FP=1 -> 0; mean = 5/9
-    assert point(m.macro_f1(["a", "a", "b"], ["a", "zzz", "b"]), 3) == pytest.approx(5 / 9)
+def test_macro_f1_invalid_prediction_is_a_miss_and_no_class() -> None:
+    # a: TP=1 FN=1 -> 2/3; b: 1; "zzz" is not a label and adds no class; mean = 5/6
+    assert point(m.macro_f1(["a", "a", "b"], ["a", "zzz", "b"]), 3) == pytest.approx(5 / 6)
 
 
-def test_macro_f1_counts_a_label_only_predicted() -> None:
-    # a: 1; b: FN=1 -> 0; c (never a target): FP=1 -> 0; mean = 1/3
-    assert point(m.macro_f1(["a", "b"], ["a", "c"]), 2) == pytest.approx(1 / 3)
+def test_macro_f1_counts_a_label_of_the_set_only_predicted() -> None:
+    # Labels a, b, c: a: 1; b: FN=1 -> 0; c (never a target): FP=1 -> 0; mean = 1/3
+    assert point(m.macro_f1(["a", "b"], ["a", "c"], ["a", "b", "c"]), 2) == pytest.approx(1 / 3)
+    # Without a label set, the targets' labels: c is not one; mean of a=1, b=0
+    assert point(m.macro_f1(["a", "b"], ["a", "c"]), 2) == pytest.approx(1 / 2)
     # No answer at all: a miss for b, a false positive for nobody; mean of a=1, b=0
     assert point(m.macro_f1(["a", "b"], ["a", None]), 2) == pytest.approx(1 / 2)
 
