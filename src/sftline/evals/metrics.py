@@ -47,24 +47,21 @@ def precision_recall(
     return (lambda w: _ratio(w @ both, w @ p)), (lambda w: _ratio(w @ both, w @ a))
 
 
-def macro_f1(
-    targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str] | None = None
-) -> Metric:
-    """F1 per label, averaged over `labels` (default: the labels that occur as targets).
+def macro_f1(targets: Sequence[str], predictions: Sequence[str | None]) -> Metric:
+    """F1 per label, averaged over the labels that occur as targets (in each bootstrap replicate:
+    those drawn at least once as a target).
 
-    F1 = 2 TP / (2 TP + FP + FN). A prediction outside `labels` (an invalid answer, which a
-    generative model can produce in any number of spellings) is a miss for its target's class and
-    adds no class of its own. A label with neither targets nor predictions in a bootstrap
-    replicate is left out of that replicate's average.
+    F1 = 2 TP / (2 TP + FP + FN). A prediction of anything else (an invalid answer, which a
+    generative model can produce in any number of spellings, or a label no example has) is a miss
+    for its target's class and adds no class of its own, so the average does not depend on how
+    many different wrong strings a model produced, and a slice is scored on its own labels.
     """
-    labels = sorted(set(targets)) if labels is None else list(labels)
+    labels = sorted(set(targets))
     index = {label: i for i, label in enumerate(labels)}
     n, k = len(targets), len(labels)
     truth = np.zeros((n, k))
     guess = np.zeros((n, k))
-    for row, t in enumerate(targets):
-        if t in index:
-            truth[row, index[t]] = 1
+    truth[np.arange(n), [index[t] for t in targets]] = 1
     for row, p in enumerate(predictions):
         if p is not None and p in index:
             guess[row, index[p]] = 1
@@ -73,11 +70,10 @@ def macro_f1(
     def f1(w: np.ndarray) -> np.ndarray:
         tp = w @ hits
         fp = w @ guess - tp
-        fn = w @ truth - tp
-        per_label = _ratio(2 * tp, 2 * tp + fp + fn)
-        with np.errstate(invalid="ignore"):
-            defined = ~np.isnan(per_label)
-            return _ratio(np.where(defined, per_label, 0).sum(axis=1), defined.sum(axis=1).astype(float))
+        support = w @ truth
+        per_label = np.where(support > 0, _ratio(2 * tp, tp + fp + support), np.nan)
+        defined = ~np.isnan(per_label)
+        return _ratio(np.where(defined, per_label, 0).sum(axis=1), defined.sum(axis=1).astype(float))
 
     return f1
 

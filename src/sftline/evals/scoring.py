@@ -71,8 +71,6 @@ class Outcomes:
     """1-based rank of the target among a classifier's ranked labels (0 when absent)."""
     kind: str
     abstention: str | None
-    labels: list[str] = field(default_factory=list)
-    """The label set (label contracts): macro-F1 averages over these."""
 
 
 def normalise_answer(text: str) -> str:
@@ -157,7 +155,6 @@ def outcomes(outputs: Sequence[Output], contract: Contract, labels: Sequence[str
         ranks,
         kind,
         abstention,
-        sorted(label_set) if kind == "labels" else [],
     )
 
 
@@ -171,7 +168,7 @@ def metric_functions(
         "exact_match": m.mean_of(c["correct"]),
     }
     if outcome.kind == "labels":
-        fns["macro_f1"] = m.macro_f1(outcome.targets, outcome.predictions, outcome.labels or None)
+        fns["macro_f1"] = m.macro_f1(outcome.targets, outcome.predictions)
         fns["label_compliance"] = m.mean_of(c["in_labels"])
     if outcome.ranks is not None:
         for k in top_k:
@@ -235,7 +232,6 @@ def subset(outcome: Outcomes, index: np.ndarray) -> Outcomes:
         None if outcome.ranks is None else outcome.ranks[index],
         outcome.kind,
         outcome.abstention,
-        outcome.labels,
     )
 
 

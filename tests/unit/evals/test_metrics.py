@@ -47,13 +47,13 @@ def test_macro_f1_invalid_prediction_is_a_miss_and_no_class() -> None:
     assert point(m.macro_f1(["a", "a", "b"], ["a", "zzz", "b"]), 3) == pytest.approx(5 / 6)
 
 
-def test_macro_f1_counts_a_label_of_the_set_only_predicted() -> None:
-    # Labels a, b, c: a: 1; b: FN=1 -> 0; c (never a target): FP=1 -> 0; mean = 1/3
-    assert point(m.macro_f1(["a", "b"], ["a", "c"], ["a", "b", "c"]), 2) == pytest.approx(1 / 3)
-    # Without a label set, the targets' labels: c is not one; mean of a=1, b=0
+def test_macro_f1_averages_over_the_targets_labels_only() -> None:
+    # c is predicted but no example has it: a miss for b, no class of its own; mean of a=1, b=0
     assert point(m.macro_f1(["a", "b"], ["a", "c"]), 2) == pytest.approx(1 / 2)
     # No answer at all: a miss for b, a false positive for nobody; mean of a=1, b=0
     assert point(m.macro_f1(["a", "b"], ["a", None]), 2) == pytest.approx(1 / 2)
+    # A false positive for a label that is a target elsewhere counts: a: TP=1 FP=1 -> 2/3; b: 0
+    assert point(m.macro_f1(["a", "b"], ["a", "a"]), 2) == pytest.approx(1 / 3)
 
 
 def test_macro_f1_leaves_out_a_class_absent_from_a_replicate() -> None:
@@ -62,7 +62,7 @@ def test_macro_f1_leaves_out_a_class_absent_from_a_replicate() -> None:
         [
             [1.0, 1.0, 1.0],  # a: TP=1 FP=1 -> 2/3; b: 1; c: FN=1 -> 0; mean = 5/9
             [1.0, 1.0, 0.0],  # c neither occurs nor is predicted: mean of a=1, b=1
-            [0.0, 0.0, 2.0],  # a: FP=2 -> 0; c: FN=2 -> 0; b absent: 0
+            [0.0, 0.0, 2.0],  # only c drawn: a and b have no targets (left out); c: FN=2 -> 0
             [0.0, 0.0, 0.0],  # nothing drawn: undefined
         ]
     )
