@@ -132,3 +132,13 @@ def test_training_keeps_the_checkpoint_with_the_best_holdout_behaviour(
     assert {"eval_loss", "eval_exact_match", "eval_stop_rate", "eval_output_tokens"} <= names
     bad = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "bleu", code=1)
     assert "eval_metric 'bleu' was not measured" in bad["err"] and "exact_match" in bad["err"]
+
+
+def test_generation_settings_do_not_rerun_a_classifier(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = run_json(capsys, "eval", "minilm-l6", "--on", "intents")["sections"][0]
+    again = run_json(capsys, "eval", "minilm-l6", "--on", "intents", "--max-new-tokens", "7")["sections"][0]
+    assert again["reused"] and again["evaluation"] == first["evaluation"]
+    other = run_json(capsys, "eval", "minilm-l6", "--on", "intents", "--sample", "20")["sections"][0]
+    assert not other["reused"] and other["n"] == 20

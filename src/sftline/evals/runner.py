@@ -236,11 +236,18 @@ def evaluate(
             "sample": settings.sample,
             "seed": settings.seed if settings.sample else None,
             # What shapes the outputs of each method; batch sizes and bootstrap settings do not.
-            "max_new_tokens": settings.max_new_tokens or contract.limits.max_target_tokens,
-            "system_prompt": contract.system_prompt if model.method == "generate" else None,
-            "abstain_below": settings.abstain_below,
-            "calibrate_on": settings.calibrate_on,
-            "max_length": contract.limits.max_length,
+            **(
+                {
+                    "max_new_tokens": settings.max_new_tokens or contract.limits.max_target_tokens,
+                    "system_prompt": contract.system_prompt,
+                }
+                if model.method == "generate"
+                else {
+                    "abstain_below": settings.abstain_below if model.method == "classifier" else None,
+                    "calibrate_on": settings.calibrate_on if model.method == "classifier" else None,
+                    "max_length": contract.limits.max_length,
+                }
+            ),
         }
     )
     with workspace.record.session() as session:
