@@ -212,7 +212,7 @@ def list_evaluations(json_output: JsonFlag = False) -> None:
     from sftline.record.schema import Evaluation
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "evaluation": e.name,
                 "model": e.model,

@@ -67,7 +67,7 @@ def compare(
             for metric in fb
             if metric in fa
         }
-        test = m.mcnemar(part_a.columns["correct"], part_b.columns["correct"])
+        test = m.mcnemar(part_a.columns["correct"].tolist(), part_b.columns["correct"].tolist())
         if name == OVERALL:
             result["overall"] = diffs
             result["mcnemar"] = test

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,10 @@ RANKED = 5
 """Labels kept per example for a classifier (top-k accuracy up to this k)."""
 ZERO_SHOT_SCALE = 20.0
 """Cosine similarities are multiplied by this before the softmax (a temperature of 0.05)."""
+
+
+class Predictor(Protocol):
+    def predict(self, examples: Sequence[Example], progress: Progress | None = None) -> list[Output]: ...
 
 
 def method_of(folder: Path) -> Method:
@@ -280,7 +284,8 @@ class GenerationPredictor:
         from sftline.train.render import stop_token_ids
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True).to(_device())
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        model.to(_device())  # type: ignore[arg-type]
         try:
             generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
         except OSError:

@@ -164,6 +164,7 @@ def _predictor(
 ) -> tuple[Any, dict[str, Any]]:
     """The predictor for the model and the settings that shape its outputs (part of the key)."""
     contract = workspace.project.config.contract
+    predictor: p.Predictor
     if model.method == "classifier":
         temperature = 1.0
         if settings.calibrate_on:
