@@ -229,6 +229,10 @@ def evaluate(
     if not examples:
         raise ModelError(f"{data_ref} has no examples to evaluate")
     contract = workspace.project.config.contract
+    calibration_hash = None
+    if settings.calibrate_on:
+        with workspace.record.session() as session:
+            calibration_hash = resolve(session, settings.calibrate_on).content_hash
     key = _key(
         {
             "model": model.content_hash,
@@ -245,7 +249,7 @@ def evaluate(
                 if model.method == "generate"
                 else {
                     "abstain_below": settings.abstain_below if model.method == "classifier" else None,
-                    "calibrate_on": settings.calibrate_on if model.method == "classifier" else None,
+                    "calibrate_on": calibration_hash if model.method == "classifier" else None,
                     "max_length": contract.limits.max_length,
                 }
             ),
