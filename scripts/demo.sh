@@ -54,7 +54,7 @@ step "datasets, versions and the mixture's slice table"
 # On 2 CPU cores (~60 GFLOP/s) both runs are short; the README gives the full-size GPU runs.
 step "training 1/2: MiniLM-L6 as a 151-way intent classifier (full fine-tuning, best holdout accuracy kept)"
 "$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method full \
-  --epochs ${DEMO_CLS_EPOCHS:-3} --batch-tokens 512 --lr 4e-4 --eval-on clinc150-gold --eval-every 100 \
+  --epochs ${DEMO_CLS_EPOCHS:-4} --batch-tokens 512 --lr 4e-4 --eval-on clinc150-gold --eval-every 100 \
   --eval-metric accuracy --seed 7
 
 step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
@@ -68,8 +68,8 @@ step "runs"
 step "evaluation 1/3: the classifier on the CLINC150 test split, beside zero-shot MiniLM (what SFT changed)"
 "$SFTLINE" eval run-0001 --on clinc150-test --on clinc150-domain-banking --html eval-classifier.html
 
-step "evaluation 2/3: the SmolLM2 LoRA run, generating on a 120-example sample of the test split"
-"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-120} --max-new-tokens 12 \
+step "evaluation 2/3: the SmolLM2 LoRA run, generating on a 200-example sample of the test split"
+"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-200} --max-new-tokens 12 \
   --html eval-smollm2.html
 
 step "evaluation 3/3: may the classifier replace the zero-shot baseline? (banking is a critical slice)"
