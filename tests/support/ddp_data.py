@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from sftline.data.example import Example, Provenance
+from sftline.data.example import Example
 from sftline.train.config import TrainConfig
+from tests.support.clinc import clinc_chats
 
-CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150" / "data_full.json"
 GRAD_ACCUM_PER_RANK = 1
 WORLD_SIZE = 2
 
@@ -28,12 +25,4 @@ def config_for(grad_accum: int) -> TrainConfig:
 
 
 def examples() -> list[Example]:
-    rows = json.loads(CLINC.read_text())["train"][:1200:20]
-    return [
-        Example(
-            id=f"d{i}",
-            provenance=Provenance("d", "0" * 64, "chat", i + 1),
-            messages=[{"role": "user", "content": t}, {"role": "assistant", "content": label}],
-        )
-        for i, (t, label) in enumerate(rows)
-    ]
+    return clinc_chats(slice(0, 1200, 20), "d")

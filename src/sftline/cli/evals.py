@@ -16,44 +16,13 @@ from sftline.errors import ConfigError
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 evals_app = typer.Typer(help="Stored evaluations.", no_args_is_help=True)
 
-RATES_AS_PERCENT = frozenset(
-    {
-        "accuracy",
-        "exact_match",
-        "macro_f1",
-        "top_3_accuracy",
-        "top_5_accuracy",
-        "in_scope_accuracy",
-        "abstention_precision",
-        "abstention_recall",
-        "abstention_rate",
-        "refusal_rate",
-        "label_compliance",
-        "json_validity",
-        "schema_compliance",
-        "ece",
-        "mean_confidence",
-        "stop_rate",
-        "verbosity",
-        "over_limit_rate",
-    }
-)
 VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "inconclusive": "bold yellow"}
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value * 100:.1f}%" if metric in RATES_AS_PERCENT else f"{value:,.1f}"
-
-
-def _fmt_delta(metric: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value * 100:+.1f}" if metric in RATES_AS_PERCENT else f"{value:+,.1f}"
-
-
 def _print_section(section: dict[str, Any]) -> None:
+    # The HTML report's number formats: rates as percentages, changes of rates in points.
+    from sftline.reports.eval import change, change_interval, interval, number, p_value
+
     reused = " (stored outputs reused)" if section["reused"] else f" in {section['seconds']:.1f}s"
     console.print(
         f"\n[bold]{escape(section['model'])}[/] on [bold]{escape(section['dataset'])}[/]: "
@@ -67,24 +36,19 @@ def _print_section(section: dict[str, Any]) -> None:
     table.add_column("95% CI", justify="right")
     if other_key:
         table.add_column(f"{other_key}: {escape(section[other_key]['model'])}", justify="right")
-        table.add_column("change (points)", justify="right")
+        table.add_column("change", justify="right")
         table.add_column("95% CI", justify="right")
         table.add_column("p", justify="right")
     for metric, est in section["metrics"]["overall"].items():
-        row = [metric, _fmt(metric, est["value"])]
-        row.append(
-            f"{_fmt(metric, est['low'])} – {_fmt(metric, est['high'])}" if est["low"] is not None else ""
-        )
+        row = [metric, number(metric, est["value"]), interval(metric, est["low"], est["high"])]
         if other_key:
             other = section[other_key]["metrics"]["overall"].get(metric, {})
             d = diffs.get(metric, {})
             row += [
-                _fmt(metric, other.get("value")),
-                _fmt_delta(metric, d.get("delta")),
-                f"{_fmt_delta(metric, d.get('low'))} – {_fmt_delta(metric, d.get('high'))}"
-                if d.get("low") is not None
-                else "",
-                f"{d['p_value']:.3f}" if d.get("p_value") is not None else "",
+                number(metric, other.get("value")),
+                change(metric, d.get("delta")),
+                change_interval(metric, d),
+                p_value(d.get("p_value")),
             ]
         table.add_row(*row)
     console.print(table)
@@ -95,7 +59,7 @@ def _print_section(section: dict[str, Any]) -> None:
             key=lambda kv: (kv[1]["accuracy"]["value"] is None, kv[1]["accuracy"]["value"] or 0),
         )
         shown = ", ".join(
-            f"{escape(name)} {_fmt('accuracy', m['accuracy']['value'])}" for name, m in worst[:5]
+            f"{escape(name)} {number('accuracy', m['accuracy']['value'])}" for name, m in worst[:5]
         )
         console.print(f"least accurate slices: {shown}")
     comparison = section.get("comparison")
@@ -229,6 +193,8 @@ def list_evaluations(json_output: JsonFlag = False) -> None:
     if json_output:
         print_json(rows)
         return
+    from sftline.reports.eval import number
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("evaluation", "model", "dataset", "task", "n", "accuracy", "seconds", "created_at"):
         table.add_column(column, justify="right" if column in ("n", "accuracy", "seconds") else "left")
@@ -239,7 +205,7 @@ def list_evaluations(json_output: JsonFlag = False) -> None:
             row["dataset"],
             row["task"],
             str(row["n"]),
-            _fmt("accuracy", row["accuracy"]),
+            number("accuracy", row["accuracy"]),
             f"{row['seconds']:.1f}",
             row["created_at"],
         )

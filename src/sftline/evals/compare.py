@@ -7,7 +7,7 @@ The release criteria of sftline.yaml turn those intervals into `pass`, `fail` or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sftline.config import Contract, ReleaseConfig, ReleaseCriterion
@@ -99,10 +99,6 @@ def _describe(criterion: ReleaseCriterion) -> str:
     return f"{criterion.metric} {' '.join(bounds)} ({where})"
 
 
-def _points(value: float) -> str:
-    return f"{value * 100:+.1f} points"
-
-
 def _check_drop(metric: str, where: str, diff: dict[str, Any], allowed: float) -> tuple[str, str]:
     """Worsening = -delta (or +delta where lower is better), compared with `allowed`."""
     sign = 1 if metric in LOWER_IS_BETTER else -1
@@ -129,6 +125,12 @@ def _check_drop(metric: str, where: str, diff: dict[str, Any], allowed: float) -
         "inconclusive",
         f"{shown}: the interval straddles the allowed drop {allowed:g}; more examples would decide",
     )
+
+
+def combine(outcomes: Iterable[str]) -> str:
+    """One verdict from several: any fail fails, else any inconclusive is inconclusive, else pass."""
+    seen = set(outcomes)
+    return "fail" if "fail" in seen else "inconclusive" if "inconclusive" in seen else "pass"
 
 
 def verdict(
@@ -179,10 +181,7 @@ def verdict(
                     criterion.metric, where, diffs[criterion.metric], criterion.max_drop
                 )
                 checks.append({**base, "outcome": outcome, "detail": detail})
-    outcomes_seen = {c["outcome"] for c in checks}
-    decision = (
-        "fail" if "fail" in outcomes_seen else "inconclusive" if "inconclusive" in outcomes_seen else "pass"
-    )
+    decision = combine(c["outcome"] for c in checks)
     reasons = [c["detail"] for c in checks if c["outcome"] == decision] if decision != "pass" else []
     return {"verdict": decision, "reasons": reasons, "checks": checks}
 

@@ -54,14 +54,6 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _text_of(example: Example) -> str:
-    return example.text if example.messages is None else example.prompt  # type: ignore[return-value]
-
-
-def _target_of(example: Example) -> str:
-    return str(example.label) if example.messages is None else example.target
-
-
 def _length_batches(
     lengths: Sequence[int], batch_tokens: int, max_batch: int, extra: int = 0
 ) -> list[list[int]]:
@@ -82,15 +74,87 @@ def _length_batches(
     return batches
 
 
-def _pad_right(sequences: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids padded on the right to the longest, and the attention mask."""
+def _pad(
+    sequences: Sequence[list[int]], pad: int, *, left: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded to the longest (on the right, or on the left for generation), and the
+    attention mask."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
+        span = slice(width - len(sequence), width) if left else slice(0, len(sequence))
+        ids[row, span] = torch.tensor(sequence)
+        mask[row, span] = 1
     return ids, mask
+
+
+def _batched(
+    tokenizer: Any,
+    texts: Sequence[str],
+    forward: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
+    *,
+    max_length: int,
+    batch_tokens: int,
+    progress: Progress | None,
+) -> tuple[np.ndarray, list[int], list[float]]:
+    """`forward(ids, mask)` over the texts in length-sorted, right-padded batches: its rows in the
+    texts' order, the token count of each text and each text's share of its batch's time in ms."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    pad = tokenizer.pad_token_id or 0
+    out: np.ndarray | None = None
+    latency = [0.0] * len(texts)
+    for batch in _length_batches([len(e) for e in encoded], batch_tokens, 512):
+        started = time.perf_counter()
+        with torch.inference_mode():
+            rows = forward(*_pad([encoded[i] for i in batch], pad))
+        if out is None:
+            out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
+        out[batch] = rows
+        share = (time.perf_counter() - started) * 1000 / len(batch)
+        for i in batch:
+            latency[i] = share
+        if progress:
+            progress(len(batch))
+    assert out is not None
+    return out, [len(e) for e in encoded], latency
+
+
+def _label_outputs(
+    examples: Sequence[Example],
+    probs: np.ndarray,
+    labels: Sequence[str],
+    lengths: Sequence[int],
+    latency: Sequence[float],
+    *,
+    abstain_below: float | None = None,
+    abstention: str | None = None,
+) -> list[Output]:
+    """A label answer per example: the most probable label, or the abstention label when its
+    probability is below `abstain_below` (then the confidence is the abstention label's own
+    probability, not the top label's)."""
+    outputs = []
+    for i, example in enumerate(examples):
+        ranked = _ranked(probs[i], labels)
+        answer, confidence = ranked[0]
+        if abstain_below is not None and confidence < abstain_below:
+            answer = str(abstention)
+            confidence = float(probs[i, list(labels).index(answer)])
+        outputs.append(
+            Output(
+                example_id=example.id,
+                target=example.target,
+                output=answer,
+                tags=dict(example.tags),
+                prompt=example.prompt,
+                ranked=ranked,
+                confidence=confidence,
+                prompt_tokens=lengths[i],
+                output_tokens=1,
+                latency_ms=latency[i],
+            )
+        )
+    return outputs
 
 
 def _ranked(probs: np.ndarray, labels: Sequence[str]) -> list[tuple[str, float]]:
@@ -131,55 +195,37 @@ class ClassifierPredictor:
         self, texts: Sequence[str], progress: Progress | None = None
     ) -> tuple[np.ndarray, list[int], list[float]]:
         """Logits (n, labels), token counts and per-example latency shares in ms."""
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        latency = [0.0] * len(texts)
-        pad = self.tokenizer.pad_token_id or 0
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        for batch in _length_batches([len(e) for e in encoded], self.batch_tokens, 512):
-            started = time.perf_counter()
-            ids, mask = _pad_right([encoded[i] for i in batch], pad)
-            with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            out[batch] = logits.float().cpu().numpy()
-            share = (time.perf_counter() - started) * 1000 / len(batch)
-            for i in batch:
-                latency[i] = share
-            if progress:
-                progress(len(batch))
-        self.model.train(was_training)
-        return out, [len(e) for e in encoded], latency
+
+        def forward(ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            return logits.float().cpu().numpy()  # type: ignore[no-any-return]
+
+        try:
+            return _batched(
+                self.tokenizer,
+                texts,
+                forward,
+                max_length=self.max_length,
+                batch_tokens=self.batch_tokens,
+                progress=progress,
+            )
+        finally:
+            self.model.train(was_training)
 
     def predict(self, examples: Sequence[Example], progress: Progress | None = None) -> list[Output]:
-        logits, lengths, latency = self.logits([_text_of(e) for e in examples], progress)
-        probs = softmax(logits, self.temperature)
-        outputs = []
-        for i, example in enumerate(examples):
-            ranked = _ranked(probs[i], self.labels)
-            answer, confidence = ranked[0]
-            if self.abstain_below is not None and confidence < self.abstain_below:
-                # The answer is now the abstention label: its confidence is the model's own
-                # probability of that label, not the top label's.
-                answer = str(self.abstention)
-                confidence = float(probs[i, self.labels.index(answer)])
-            outputs.append(
-                Output(
-                    example_id=example.id,
-                    target=_target_of(example),
-                    output=answer,
-                    tags=dict(example.tags),
-                    prompt=_text_of(example),
-                    ranked=ranked,
-                    confidence=confidence,
-                    prompt_tokens=lengths[i],
-                    output_tokens=1,
-                    finished=True,
-                    latency_ms=latency[i],
-                )
-            )
-        return outputs
+        logits, lengths, latency = self.logits([e.prompt for e in examples], progress)
+        return _label_outputs(
+            examples,
+            softmax(logits, self.temperature),
+            self.labels,
+            lengths,
+            latency,
+            abstain_below=self.abstain_below,
+            abstention=self.abstention,
+        )
 
 
 @dataclass
@@ -202,54 +248,29 @@ class EmbeddingPredictor:
     def embed(
         self, texts: Sequence[str], progress: Progress | None = None
     ) -> tuple[np.ndarray, list[int], list[float]]:
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        out: np.ndarray | None = None
-        latency = [0.0] * len(texts)
+        """Unit-length mean-pooled embeddings (n, hidden), token counts and latency shares in ms."""
         device = _device()
-        pad = self.tokenizer.pad_token_id or 0
-        for batch in _length_batches([len(e) for e in encoded], self.batch_tokens, 512):
-            started = time.perf_counter()
-            ids, mask = _pad_right([encoded[i] for i in batch], pad)
-            with torch.inference_mode():
-                hidden = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device)
-                ).last_hidden_state
-                m = mask.to(device).unsqueeze(-1).float()
-                pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-            if out is None:
-                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[batch] = pooled
-            share = (time.perf_counter() - started) * 1000 / len(batch)
-            for i in batch:
-                latency[i] = share
-            if progress:
-                progress(len(batch))
-        assert out is not None
-        return out, [len(e) for e in encoded], latency
+
+        def forward(ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+            hidden = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            m = mask.to(device).unsqueeze(-1).float()
+            pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1)
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()  # type: ignore[no-any-return]
+
+        return _batched(
+            self.tokenizer,
+            texts,
+            forward,
+            max_length=self.max_length,
+            batch_tokens=self.batch_tokens,
+            progress=progress,
+        )
 
     def predict(self, examples: Sequence[Example], progress: Progress | None = None) -> list[Output]:
         label_vectors, _, _ = self.embed([label.replace("_", " ") for label in self.labels])
-        vectors, lengths, latency = self.embed([_text_of(e) for e in examples], progress)
+        vectors, lengths, latency = self.embed([e.prompt for e in examples], progress)
         probs = softmax(vectors @ label_vectors.T * ZERO_SHOT_SCALE)
-        outputs = []
-        for i, example in enumerate(examples):
-            ranked = _ranked(probs[i], self.labels)
-            outputs.append(
-                Output(
-                    example_id=example.id,
-                    target=_target_of(example),
-                    output=ranked[0][0],
-                    tags=dict(example.tags),
-                    prompt=_text_of(example),
-                    ranked=ranked,
-                    confidence=ranked[0][1],
-                    prompt_tokens=lengths[i],
-                    output_tokens=1,
-                    latency_ms=latency[i],
-                )
-            )
-        return outputs
+        return _label_outputs(examples, probs, self.labels, lengths, latency)
 
 
 class _GreedyLogProbs:
@@ -279,13 +300,23 @@ class GenerationPredictor:
 
     @classmethod
     def load(cls, folder: Path, system_prompt: str | None, **settings: Any) -> GenerationPredictor:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-        from sftline.train.render import stop_token_ids
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
         model.to(_device())  # type: ignore[arg-type]
+        return cls.around(model, tokenizer, folder, system_prompt, **settings)
+
+    @classmethod
+    def around(
+        cls, model: Any, tokenizer: Any, folder: Path, system_prompt: str | None, **settings: Any
+    ) -> GenerationPredictor:
+        """A predictor for a model already in memory (one in training, say); `folder` holds the
+        generation config whose eos ids, with the tokenizer's, end an answer."""
+        from transformers import GenerationConfig
+
+        from sftline.train.render import stop_token_ids
+
         try:
             generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
         except OSError:
@@ -294,7 +325,6 @@ class GenerationPredictor:
         return cls(model, tokenizer, system_prompt, stops, **settings)
 
     def __post_init__(self) -> None:
-        self.tokenizer.padding_side = "left"
         pad = self.tokenizer.pad_token_id
         self.pad = int(pad if pad is not None else self.stops[0])
 
@@ -315,7 +345,7 @@ class GenerationPredictor:
                     target=pairs[i][1],
                     output=texts[row],
                     tags=dict(examples[i].tags),
-                    prompt=_text_of(examples[i]),
+                    prompt=examples[i].prompt,
                     confidence=confidence[row],
                     prompt_tokens=len(encoded[i]),
                     output_tokens=counts[row],
@@ -329,12 +359,8 @@ class GenerationPredictor:
     def _generate(self, prompts: Sequence[list[int]]) -> tuple[list[str], list[int], list[bool], list[float]]:
         from transformers import LogitsProcessorList
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask = _pad(prompts, self.pad, left=True)
+        width = ids.shape[1]
         recorder = _GreedyLogProbs()
         device = next(self.model.parameters()).device
         was_training = self.model.training
@@ -367,12 +393,3 @@ class GenerationPredictor:
             finished.append(end is not None)
             confidence.append(float(torch.exp(logp[row, :scored].sum())))
         return texts, counts, finished, confidence
-
-
-def zero_shot_labels(
-    examples: Sequence[Example], contract_labels: Sequence[str] | None, abstention: str | None
-) -> list[str]:
-    """The label set a zero-shot classifier chooses from: the contract's, else the examples'."""
-    from sftline.train.tasks import label_set
-
-    return label_set(examples, contract_labels, abstention)

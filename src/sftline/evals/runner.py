@@ -78,6 +78,10 @@ class EvalModel:
     base: str | None = None
     """For a run: its base model's name (evaluated the same way, to show what SFT changed)."""
 
+    @property
+    def task(self) -> Literal["classify", "chat"]:
+        return "chat" if self.method == "generate" else "classify"
+
 
 @dataclass
 class EvalResult:
@@ -90,7 +94,9 @@ class EvalResult:
     seconds: float
     created_at: str
     reused: bool
-    labels: list[str] | None = None
+    labels: list[str] | None
+    metrics: dict[str, Any]
+    """Every metric, scored from `outputs` under the current contract (see `scoring.score`)."""
 
 
 def resolve_model(workspace: Workspace, ref: str) -> EvalModel:
@@ -166,19 +172,19 @@ def _predictor(
     contract = workspace.project.config.contract
     predictor: p.Predictor
     if model.method == "classifier":
-        temperature = 1.0
-        if settings.calibrate_on:
-            temperature = _fit_temperature(workspace, model, settings.calibrate_on)
-        predictor = p.ClassifierPredictor.load(
+        classifier = p.ClassifierPredictor.load(
             model.path,
             max_length=contract.limits.max_length,
-            temperature=temperature,
             abstain_below=settings.abstain_below,
             abstention=contract.abstention,
         )
-        return predictor, {"temperature": temperature, "abstain_below": settings.abstain_below}
+        if settings.calibrate_on:
+            classifier.temperature = _fit_temperature(workspace, classifier, settings.calibrate_on)
+        return classifier, {"temperature": classifier.temperature, "abstain_below": settings.abstain_below}
     if model.method == "embedding":
-        labels = p.zero_shot_labels(examples, contract.output.labels, contract.abstention)
+        from sftline.train.tasks import label_set
+
+        labels = label_set(examples, contract.output.labels, contract.abstention)
         predictor = p.EmbeddingPredictor(model.path, labels)
         return predictor, {"zero_shot": "embedding", "labels": labels, "scale": p.ZERO_SHOT_SCALE}
     max_new = settings.max_new_tokens or contract.limits.max_target_tokens
@@ -196,18 +202,16 @@ def _predictor(
     }
 
 
-def _fit_temperature(workspace: Workspace, model: EvalModel, holdout: str) -> float:
+def _fit_temperature(workspace: Workspace, classifier: p.ClassifierPredictor, holdout: str) -> float:
     from sftline.evals.metrics import fit_temperature
 
-    contract = workspace.project.config.contract
     with workspace.record.session() as session:
         examples = load_examples(workspace, resolve(session, holdout))
-    predictor = p.ClassifierPredictor.load(model.path, max_length=contract.limits.max_length)
-    index = {label: i for i, label in enumerate(predictor.labels)}
+    index = {label: i for i, label in enumerate(classifier.labels)}
     known = [e for e in examples if e.label in index]
     if not known:
         raise ModelError(f"--calibrate-on {holdout}: none of its labels are the model's labels")
-    logits, _, _ = predictor.logits([e.text or e.prompt for e in known])
+    logits, _, _ = classifier.logits([e.prompt for e in known])
     return fit_temperature(logits, [index[str(e.label)] for e in known])
 
 
@@ -258,7 +262,7 @@ def evaluate(
     with workspace.record.session() as session:
         found = None if force else _find(session, key)
         if found is not None:
-            return _result(workspace, found, model, reused=True)
+            return _result(workspace, found, model, settings, reused=True)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # sftline draws its own progress
@@ -276,9 +280,7 @@ def evaluate(
     outputs = predictor.predict(examples, advance)
     seconds = time.perf_counter() - started
     labels = getattr(predictor, "labels", None)
-    metrics = score(
-        outputs, contract, labels=labels, slice_keys=settings.slices, replicates=settings.replicates
-    )
+    metrics = _score(workspace, outputs, labels, settings)
     with workspace.record.session() as session:
         row = Evaluation(
             name="pending",
@@ -288,7 +290,7 @@ def evaluate(
             model_hash=model.content_hash,
             run_id=model.run_id,
             dataset_version_id=version_id,
-            task="classify" if model.method != "generate" else "chat",
+            task=model.task,
             settings={
                 **settings.model_dump(mode="json"),
                 **shaping,
@@ -324,7 +326,7 @@ def evaluate(
             ],
         )
         session.flush()
-        return _result(workspace, row, model, reused=False, outputs=outputs)
+        return _result(workspace, row, model, settings, reused=False, outputs=outputs, metrics=metrics)
 
 
 def _find(session: Any, key: str) -> Evaluation | None:
@@ -333,23 +335,42 @@ def _find(session: Any, key: str) -> Evaluation | None:
     ).first()
 
 
+def _score(
+    workspace: Workspace, outputs: list[Output], labels: list[str] | None, settings: EvalSettings
+) -> dict[str, Any]:
+    return score(
+        outputs,
+        workspace.project.config.contract,
+        labels=labels,
+        slice_keys=settings.slices,
+        replicates=settings.replicates,
+        seed=settings.seed,
+    )
+
+
 def _result(
     workspace: Workspace,
     row: Evaluation,
     model: EvalModel,
+    settings: EvalSettings,
     *,
     reused: bool,
     outputs: list[Output] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> EvalResult:
+    """The evaluation in `row`; stored outputs are loaded and re-scored when not given."""
+    outputs = outputs if outputs is not None else load_outputs(workspace, row.name)
+    labels = row.settings.get("labels")
     return EvalResult(
         evaluation=row.name,
         model=model,
         dataset=row.dataset_version.ref,
         data_hash=row.dataset_version.content_hash,
         settings=dict(row.settings),
-        outputs=outputs if outputs is not None else load_outputs(workspace, row.name),
+        outputs=outputs,
         seconds=row.seconds,
         created_at=row.created_at.isoformat(timespec="seconds"),
         reused=reused,
-        labels=row.settings.get("labels"),
+        labels=labels,
+        metrics=metrics if metrics is not None else _score(workspace, outputs, labels, settings),
     )

@@ -13,9 +13,9 @@ from typing import Any
 
 from sftline.config import load_settings
 from sftline.errors import ConfigError
-from sftline.evals.compare import compare, failing_slices, verdict, worst_examples
+from sftline.evals.compare import combine, compare, failing_slices, verdict, worst_examples
 from sftline.evals.runner import EvalModel, EvalResult, EvalSettings, evaluate, resolve_model
-from sftline.evals.scoring import confusion, outcomes, score
+from sftline.evals.scoring import confusion, outcomes
 from sftline.record.workspace import Workspace
 
 Announce = Callable[[str], Callable[[int, int], None] | None]
@@ -24,17 +24,6 @@ Announce = Callable[[str], Callable[[int, int], None] | None]
 
 def load_suite(path: Path | None, overrides: dict[str, Any]) -> EvalSettings:
     return load_settings(EvalSettings, path, overrides, "the eval suite")
-
-
-def _metrics(workspace: Workspace, result: EvalResult, settings: EvalSettings) -> dict[str, Any]:
-    return score(
-        result.outputs,
-        workspace.project.config.contract,
-        labels=result.labels,
-        slice_keys=settings.slices,
-        replicates=settings.replicates,
-        seed=settings.seed,
-    )
 
 
 def _run(
@@ -49,8 +38,8 @@ def _run(
     return evaluate(workspace, model, dataset, settings, progress=progress, force=force)
 
 
-def _summary(result: EvalResult, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"model": result.model.name, "evaluation": result.evaluation, "metrics": metrics}
+def _summary(result: EvalResult) -> dict[str, Any]:
+    return {"model": result.model.name, "evaluation": result.evaluation, "metrics": result.metrics}
 
 
 def run_suite(
@@ -76,7 +65,7 @@ def run_suite(
     sections = []
     for dataset in settings.on:
         result = _run(workspace, model, dataset, settings, announce, force)
-        metrics = _metrics(workspace, result, settings)
+        metrics = result.metrics
         section: dict[str, Any] = {
             "evaluation": result.evaluation,
             "model": model.name,
@@ -85,7 +74,7 @@ def run_suite(
             "method": model.method,
             "dataset": result.dataset,
             "data_hash": result.data_hash,
-            "task": "chat" if model.method == "generate" else "classify",
+            "task": model.task,
             "n": len(result.outputs),
             "created_at": result.created_at,
             "seconds": round(result.seconds, 2),
@@ -99,9 +88,7 @@ def run_suite(
         reference = baseline or base
         if reference is not None:
             other = _run(workspace, reference, dataset, settings, announce, force)
-            other_metrics = _metrics(workspace, other, settings)
-            key = "baseline" if baseline is not None else "base"
-            section[key] = _summary(other, other_metrics)
+            section["baseline" if baseline is not None else "base"] = _summary(other)
             comparison = compare(
                 other.outputs,
                 result.outputs,
@@ -121,7 +108,7 @@ def run_suite(
                 section["sft_change"] = comparison
         if base is not None and baseline is not None:
             base_result = _run(workspace, base, dataset, settings, announce, force)
-            section["base"] = _summary(base_result, _metrics(workspace, base_result, settings))
+            section["base"] = _summary(base_result)
         section["worst"] = worst_examples(result.outputs, contract, failing_slices(metrics, checks))
         sections.append(section)
     report: dict[str, Any] = {
@@ -130,9 +117,8 @@ def run_suite(
         "sections": sections,
     }
     if baseline is not None:
-        seen = {s["comparison"]["verdict"]["verdict"] for s in sections}
         report["baseline"] = baseline.name
-        report["verdict"] = "fail" if "fail" in seen else "inconclusive" if "inconclusive" in seen else "pass"
+        report["verdict"] = combine(s["comparison"]["verdict"]["verdict"] for s in sections)
     return report
 
 

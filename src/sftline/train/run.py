@@ -54,31 +54,21 @@ def holdout_behaviour(
 ) -> Callable[[], dict[str, float | None]]:
     """The eval station's metrics of the model in training on the holdout, by classifying or
     generating exactly as `sftline eval` does."""
-    from sftline.evals.predict import ClassifierPredictor, GenerationPredictor
+    from sftline.evals.predict import ClassifierPredictor, GenerationPredictor, Predictor
     from sftline.evals.scoring import point_metrics
 
     contract = workspace.project.config.contract
-    predictor: Any
+    predictor: Predictor
     if labels is not None:
         predictor = ClassifierPredictor(
             model, tokenizer, max_length=config.max_length or contract.limits.max_length
         )
     else:
-        from transformers import AutoTokenizer, GenerationConfig
-
-        from sftline.train.render import stop_token_ids
-
-        try:
-            generation_config = GenerationConfig.from_pretrained(base_path, local_files_only=True)
-        except OSError:
-            generation_config = None
-        # Generation pads on the left; training's tokenizer keeps its own side.
-        own = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
-        predictor = GenerationPredictor(
+        predictor = GenerationPredictor.around(
             model,
-            own,
+            tokenizer,
+            base_path,
             contract.system_prompt,
-            sorted(stop_token_ids(own, generation_config)),
             max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
         )
     return lambda: point_metrics(predictor.predict(examples), contract, labels)

@@ -165,7 +165,7 @@ def prepare_classifier(
     unknown = sorted({str(e.label) for e in examples if e.label not in index})
     if unknown:
         raise TrainingError(f"labels not in the label set: {', '.join(unknown[:10])}")
-    texts = [e.text if e.messages is None else e.prompt for e in examples]
+    texts = [e.prompt for e in examples]
     full = tokenizer(texts)["input_ids"]
     truncated = sum(1 for ids in full if len(ids) > max_length)
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if truncated else full

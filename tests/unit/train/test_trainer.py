@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from sftline.data.example import Example, Provenance
+from sftline.data.example import Example
 from sftline.train.config import TrainConfig
 from sftline.train.trainer import build_model, micro_batch_plan, prepare, train_loop
+from tests.support.clinc import clinc_chats
 from tests.support.tiny_models import make_tiny_chat_model
-
-CLINC = Path(__file__).resolve().parents[3] / "examples" / "clinc150" / "data_full.json"
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +20,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def chats(start: int, count: int) -> list[Example]:
-    rows = json.loads(CLINC.read_text())["train"][start : start + count * 30 : 30]
-    return [
-        Example(
-            id=f"c{start + i}",
-            provenance=Provenance("d", "0" * 64, "chat", i + 1),
-            messages=[{"role": "user", "content": t}, {"role": "assistant", "content": label}],
-        )
-        for i, (t, label) in enumerate(rows)
-    ]
+    return clinc_chats(slice(start, start + count * 30, 30), "c", start)
 
 
 def run(tiny: Path, tmp_path: Path, **overrides: object) -> tuple[list[float], torch.nn.Module, object]:

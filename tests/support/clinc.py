@@ -1,0 +1,24 @@
+"""CLINC150 training queries as chat examples, for tests that train on real text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sftline.data.example import Example, Provenance
+
+CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150" / "data_full.json"
+
+
+def clinc_chats(rows: slice, id_prefix: str, first_id: int = 0) -> list[Example]:
+    """The `rows` of CLINC150's train split as user query -> assistant intent chats, with ids
+    `{id_prefix}{first_id}`, `{id_prefix}{first_id + 1}`, ..."""
+    pairs = json.loads(CLINC.read_text())["train"][rows]
+    return [
+        Example(
+            id=f"{id_prefix}{first_id + i}",
+            provenance=Provenance("d", "0" * 64, "chat", i + 1),
+            messages=[{"role": "user", "content": text}, {"role": "assistant", "content": label}],
+        )
+        for i, (text, label) in enumerate(pairs)
+    ]
