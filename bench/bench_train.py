@@ -4,8 +4,8 @@
     OMP_WAIT_POLICY=PASSIVE python bench/bench_train.py --steps 20 --warmup-steps 3
     python bench/bench_train.py --threads 1 --batch-tokens 4096 --cache /tmp/models
 
-On the project's 2-core CPU machine a 1,024-token step takes ~11 s, so the default run takes
-~8 minutes (three methods x 12 steps, plus loading and the checks).
+On the project's 2-core CPU machine a 1,024-token step takes 6 to 19 s by method, so the default
+run takes ~12 minutes (four methods x 12 steps, plus loading and the checks).
 
 Needs TRL: `pip install -e '.[bench]'`.
 
@@ -14,9 +14,15 @@ Same base model (SmolLM2-135M-Instruct, float32, sdpa attention), same CLINC150 
 dropout 0.05 on every linear layer, lr 2e-4 cosine with sftline's warmup (3% of the steps), AdamW,
 clip 1.0, loss on the answer only, one optimizer step per micro-batch (no accumulation):
 
-1. sftline: sequences packed first-fit-decreasing into rows of at most row_tokens (its default,
-   1,024) and rows into micro-batches of at most --batch-tokens, padding only at row ends,
-   attention kept per sequence through position_ids.
+1. sftline, as it trains by default: sequences packed first-fit-decreasing into micro-batches of
+   at most --batch-tokens tokens of examples; inside one, the tokens every example starts with
+   (SmolLM2's template header and default system prompt, 24 of a query's ~45 tokens) are laid out
+   once per row and attended to by every sequence behind them (a 4D mask; `sftline.train.rows`),
+   so a step computes about half of its examples' tokens, with the same loss and gradients. The
+   LoRA dropout draws its masks from 16-bit slices of 64-bit random numbers (`BitDropout`).
+1b. sftline with `prefix_sharing=False`: the same micro-batches, every sequence whole in rows of
+   at most row_tokens, attention kept per sequence through position_ids: what the packing
+   alone gives.
 2. TRL default: SFTTrainer's defaults for this data, no packing, right padding to the longest
    example of the batch; per-device batch = round(--batch-tokens / mean example length), so a
    step carries about as many real tokens as sftline's. SmolLM2's template has no
@@ -31,10 +37,11 @@ Two TRL defaults are overridden to match sftline: `gradient_checkpointing=False`
 `bf16=False` (TRL: True; sftline trains in float32 here). TRL keeps its own optimizer default
 (`adamw_torch_fused`) and its fused LM head.
 
-Throughput = non-padding tokens (tokens of the rendered examples in the timed steps) / wall time
-of those steps: from the end of the last warm-up step to the end of the last timed step, so data
-loading, forward, backward, clipping and the optimizer step are all inside; checkpoints are not
-(sftline writes only after the last step; TRL saves nothing). The CPU machine is shared, and
+Throughput = non-padding tokens (tokens of the rendered examples in the timed steps, a shared
+prefix counted in every example that has it, as TRL counts it) / wall time of those steps: from
+the end of the last warm-up step to the end of the last timed step, so data loading, forward,
+backward, clipping and the optimizer step are all inside; checkpoints are not (sftline writes
+only after the last step; TRL saves nothing). The CPU machine is shared, and
 wall time moves with what else runs on it (one method's tokens/s varied 1.7x between runs
 here). "CPU s / s" is this process's CPU time over the timed window divided by its wall time:
 the cores it actually got. With 2 threads it is ~1.9 when the machine is quiet; near 1 another
@@ -42,7 +49,8 @@ process held a core, and that row's seconds are inflated; compare rows only when
 
 TRL documents padding-free as FlashAttention-only. On CPU there is no FlashAttention, so the
 script checks what the sdpa path does with a packed row: it compares the row's logits with those
-of its sequences run one at a time, and, as a control, with one causal mask across the row. With
+of its sequences run one at a time, and, as a control, with one causal mask across the row. The
+same check runs on one of sftline's shared-prefix rows (the prefix's logits and every suffix's). With
 transformers 5.x the row is confined per sequence: TRL's collator passes position_ids and no
 attention_mask, TRL sets use_cache=False, and masking_utils then builds a block-diagonal mask
 from the position restarts (the same mechanism sftline relies on). The output prints the check.
@@ -75,6 +83,7 @@ from rich.progress import Progress
 from sftline.data.example import Example, Provenance
 from sftline.models import materialise_embedded
 from sftline.train.config import LoraSettings, TrainConfig
+from sftline.train.packing import batch_logits
 from sftline.train.trainer import build_model, micro_batch_plan, prepare, train_loop
 
 try:
@@ -161,12 +170,19 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_sftline(
-    model_path: Path, tokenizer: Any, examples: list[Example], args: argparse.Namespace, progress: Progress
-) -> tuple[Measurement, float]:
-    config = train_config(args)
+    model_path: Path,
+    tokenizer: Any,
+    examples: list[Example],
+    args: argparse.Namespace,
+    progress: Progress,
+    *,
+    prefix_sharing: bool,
+) -> tuple[Measurement, float, dict[str, int]]:
+    config = train_config(args).model_copy(update={"prefix_sharing": prefix_sharing})
     data = prepare(tokenizer, examples, config, system_prompt=None, max_length=MAX_LENGTH)
     model = build_model(model_path, config, torch.device("cpu"))
-    task = progress.add_task("sftline", total=config.max_steps)
+    name = "sftline (packed, shared prefix)" if prefix_sharing else "sftline (packed, no prefix sharing)"
+    task = progress.add_task(name, total=config.max_steps)
     ends: dict[int, tuple[float, float]] = {}
 
     def on_step(event: dict[str, Any]) -> None:
@@ -183,16 +199,37 @@ def run_sftline(
     step_tokens = [data.n_tokens(data.collate(data.bins[b])) for b in plan]
     if sum(step_tokens) != result.state.tokens:
         raise RuntimeError("sftline's token count differs from its micro-batch plan; the plan has changed")
-    first = data.collate(data.bins[plan[0]])  # row 0 of the first micro-batch (its padding tail included)
-    leak = leak_check(model, {"input_ids": first.input_ids[:1], "position_ids": first.position_ids[:1]})
     measurement = Measurement(
-        "sftline (packed, padding-free)",
+        name,
         args.steps,
         sum(step_tokens[args.warmup_steps :]),
         ends[config.max_steps][0] - ends[args.warmup_steps][0],
         ends[config.max_steps][1] - ends[args.warmup_steps][1],
     )
-    return measurement, leak
+    return measurement, sftline_leak_check(model, data, data.bins[plan[0]][0]), data.layout
+
+
+@torch.no_grad()
+def sftline_leak_check(model: Any, data: Any, row: int) -> float:
+    """Largest |logit difference| between one of sftline's rows (its shared prefix included) and
+    its sequences run one at a time; the row goes through `batch_logits`, as in training."""
+    was_training = model.training
+    model.eval()
+    packed = data.rows[row]
+    logits = batch_logits(model, data.collate_rows([packed]))[0]
+    prefix, offset, largest = packed.prefix, packed.prefix, 0.0
+    for member in packed.members:
+        ids = data.sequences[member].input_ids
+        alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+        suffix = len(ids) - prefix
+        largest = max(
+            largest,
+            float((logits[:prefix] - alone[:prefix]).abs().max()) if prefix else 0.0,
+            float((logits[offset : offset + suffix] - alone[prefix:]).abs().max()),
+        )
+        offset += suffix
+    model.train(was_training)
+    return largest
 
 
 class _StepClock(TrainerCallback):  # type: ignore[misc]
@@ -375,7 +412,9 @@ def main() -> int:
     )
 
     with Progress(transient=True) as progress:
-        sft, sft_leak = run_sftline(model.path, tokenizer, examples, args, progress)
+        common = (model.path, tokenizer, examples, args, progress)
+        sft, sft_leak, layout = run_sftline(*common, prefix_sharing=True)
+        unshared, _, _ = run_sftline(*common, prefix_sharing=False)
         plain, _ = run_trl(
             model.path, tokenizer, examples, args, progress, packed=False, batch_size=batch_size
         )
@@ -394,21 +433,28 @@ def main() -> int:
         "| CPU s / s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for m in (sft, plain, best):
+    for m in (sft, unshared, plain, best):
         print(
             f"| {m.method} | {m.steps} | {m.tokens:,} | {m.seconds:.1f} | {m.tokens_per_second:,.0f} | "
             f"{m.tokens_per_second / plain.tokens_per_second:.2f}x | "
             f"{m.tokens_per_second / best.tokens_per_second:.2f}x | {m.cores_used:.2f} |"
         )
-    shares = [m.cores_used for m in (sft, plain, best)]
+    shares = [m.cores_used for m in (sft, unshared, plain, best)]
     if min(shares) < 0.85 * max(shares):
         print(
             f"WARNING: the methods got different CPU shares ({min(shares):.2f} to {max(shares):.2f} cores): "
             "another process was running, so the ratios do not compare like with like; rerun when it is quiet"
         )
     print()
+    computed, rendered = layout["computed_tokens"], layout["example_tokens"]
+    print(
+        f"sftline's layout: {layout['shared_prefix_examples']:,} of {layout['examples']:,} examples behind "
+        f"a {layout['shared_prefix_tokens']}-token shared prefix; the rows compute {computed:,} of the "
+        f"examples' {rendered:,} tokens ({computed / rendered:.2f}x)"
+    )
+    print()
     print("a packed row against its sequences run one at a time, max |logit difference|:")
-    print(f"  sftline row:                      {sft_leak:.1e}  {_verdict(sft_leak)}")
+    print(f"  sftline row (shared prefix):      {sft_leak:.1e}  {_verdict(sft_leak)}")
     print(f"  TRL padding-free row (sdpa, CPU): {trl_leak:.1e}  {_verdict(trl_leak)}")
     print(f"  control, one causal mask per row: {control:.1e}  {_verdict(control)}")
     return 0

@@ -39,6 +39,19 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (2e-4 LoRA, 2e-5 full).")] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per packed micro-batch (8192).")] = None,
     grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
+    row_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per packed row of a micro-batch (1024).")
+    ] = None,
+    prefix_sharing: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix-sharing/--no-prefix-sharing",
+            help="Compute the tokens most examples start with once per row (default on).",
+        ),
+    ] = None,
+    parallel: Annotated[
+        str | None, typer.Option(help="Under torchrun: auto (fsdp for full, else ddp), ddp or fsdp.")
+    ] = None,
     eval_on: Annotated[str | None, typer.Option(help="Holdout evaluated during training.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations (50).")] = None,
     eval_metric: Annotated[
@@ -84,6 +97,9 @@ def train(
         "lr": lr,
         "batch_tokens": batch_tokens,
         "grad_accum": grad_accum,
+        "row_tokens": row_tokens,
+        "prefix_sharing": prefix_sharing,
+        "parallel": parallel,
         "eval_on": eval_on,
         "eval_every": eval_every,
         "eval_metric": eval_metric,
@@ -124,6 +140,19 @@ def train(
     )
     console.print(f"  {summary['tokens_per_step']}", markup=False)
     console.print(f"  length policy: {summary['length_policy']}", markup=False)
+    layout = summary.get("packing")
+    if layout and layout["shared_prefix_examples"]:
+        console.print(
+            f"  packing: {layout['examples']:,} examples in {layout['rows']:,} rows; "
+            f"{layout['shared_prefix_examples']:,} behind a shared prefix of up to "
+            f"{layout['shared_prefix_tokens']} tokens, so the rows compute {layout['computed_tokens']:,} "
+            f"of the examples' {layout['example_tokens']:,} tokens "
+            f"({summary['computed_tokens_per_second']:,.0f} computed tokens/s)",
+            markup=False,
+        )
+    processes = summary["parallel"]
+    if processes["world_size"] > 1:
+        console.print(f"  parallel: {processes['strategy']} over {processes['world_size']} processes")
     if summary["best_eval"] is not None:
         console.print(
             f"  best holdout {summary['eval_metric']} {summary['best_eval']:.4f} "

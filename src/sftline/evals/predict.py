@@ -297,6 +297,10 @@ class GenerationPredictor:
     max_new_tokens: int = 64
     batch_size: int = 32
     batch_tokens: int = 16384
+    synced: bool = False
+    """Every rank of a sharded (FSDP) model generates together, forward for forward, until all
+    ranks' answers have ended (transformers' `synced_gpus`); a rank that stopped early would
+    leave the others waiting in their parameter all-gathers."""
 
     @classmethod
     def load(cls, folder: Path, system_prompt: str | None, **settings: Any) -> GenerationPredictor:
@@ -377,6 +381,7 @@ class GenerationPredictor:
                 eos_token_id=self.stops,
                 pad_token_id=self.pad,
                 logits_processor=LogitsProcessorList([recorder]),
+                synced_gpus=self.synced,
             )
         self.model.train(was_training)
         new = generated[:, width:].cpu()

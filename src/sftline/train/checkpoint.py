@@ -2,6 +2,11 @@
 
 A checkpoint folder is built under a temporary name and renamed into place, so `kill -9` at
 any moment leaves the previous checkpoint intact; `latest` is the highest complete step.
+
+Under FSDP the weights and the optimizer state live in shards across the ranks: `capture` gathers
+them (every rank must call it) into full tensors on rank 0, keyed by parameter name, and
+`load_checkpoint` hands each rank its shards again. Every rank's RNG state is kept, so each
+rank draws the same dropout masks after a resume as it would have without the interruption.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +22,73 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from sftline.errors import TrainingError
+from sftline.train.distributed import DistInfo, Strategy, gather
+
 PREFIX = "step-"
 
 
+@dataclass
+class Captured:
+    """What a checkpoint holds of the model and optimizer, gathered on rank 0."""
+
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: list[dict[str, Any]]
+    """One RNG state per rank."""
+    strategy: Strategy
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters of an unsharded model, on the CPU."""
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def full_trainable_state(model: torch.nn.Module, strategy: Strategy) -> dict[str, torch.Tensor]:
+    """The trainable parameters as full tensors on rank 0 (under FSDP every rank must call this;
+    the others get an empty dict)."""
+    if strategy != "fsdp":
+        return trainable_state(model)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {
+        name: tensor.contiguous()
+        for name, tensor in full.items()
+        if name in trainable and isinstance(tensor, torch.Tensor)
+    }
+
+
+def capture(model: torch.nn.Module, optimizer: Any, info: DistInfo, strategy: Strategy) -> Captured:
+    """The model's and optimizer's state for a checkpoint (a collective under FSDP)."""
+    if strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
+    else:
+        optimizer_state = optimizer.state_dict() if info.is_main else {}
+    return Captured(
+        full_trainable_state(model, strategy), optimizer_state, gather(_rng_state(), info), strategy
+    )
+
+
 def save_checkpoint(
-    folder: Path,
-    step: int,
-    model: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
-    loop_state: dict[str, Any],
+    folder: Path, step: int, captured: Captured, scheduler: Any, loop_state: dict[str, Any]
 ) -> Path:
+    """Write a captured state (rank 0 only) as `folder/step-NNNNNNN`, atomically."""
     final = folder / f"{PREFIX}{step:07d}"
     temp = folder / f".tmp-{PREFIX}{step:07d}-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
-    save_file(trainable_state(model), str(temp / "trainable.safetensors"))
+    save_file(captured.weights, str(temp / "trainable.safetensors"))
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": captured.optimizer,
             "scheduler": scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": captured.rng,
+            "strategy": captured.strategy,
             "loop": loop_state,
         },
         temp / "state.pt",
@@ -64,21 +107,37 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return steps[-1] if steps else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    weights = load_file(str(path / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor.to(params[name].device))
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, info: DistInfo, strategy: Strategy
+) -> dict[str, Any]:
+    """Restore a checkpoint into the (wrapped) model and its optimizer; returns the loop state."""
     state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    saved = "fsdp" if state.get("strategy") == "fsdp" else "replicated"
+    if saved != ("fsdp" if strategy == "fsdp" else "replicated"):
+        raise TrainingError(
+            f"checkpoint {path} was written under {state.get('strategy')}; resume it with the same "
+            f"parallel setting (this run is {strategy})"
+        )
+    weights = load_file(str(path / "trainable.safetensors"))
+    if strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(model, dict(weights), options=options)  # type: ignore[arg-type]
+        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=options)
+    else:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                params[name].copy_(tensor.to(params[name].device))
+        optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    _set_rng_state(rng[info.rank % len(rng)])
     return dict(state["loop"])
 
 
@@ -86,3 +145,20 @@ def prune_checkpoints(folder: Path, keep: int = 2) -> None:
     steps = sorted(p for p in folder.glob(f"{PREFIX}*") if p.is_dir())
     for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

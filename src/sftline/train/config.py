@@ -43,6 +43,10 @@ class TrainConfig(BaseModel):
     row_tokens: int = Field(default=1024, ge=16)
     """Tokens per packed row. Attention costs the square of a row's length on kernels without
     variable-length support (CPU), so a micro-batch is several rows, not one long row."""
+    prefix_sharing: bool = True
+    """Lay out the tokens that most examples start with (template header, system prompt) once
+    per packed row, with every example attending to them: the same loss and gradients, fewer
+    tokens computed. Needs sdpa or eager attention (a 4D mask); see sftline.train.rows."""
     grad_accum: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step."""
     weight_decay: float = Field(default=0.0, ge=0)
@@ -76,6 +80,10 @@ class TrainConfig(BaseModel):
     """Weight of cross-entropy against the labels; 1 - alpha goes to KL with the teacher."""
     distill_temperature: float = Field(default=2.0, gt=0)
     """Softening temperature of both distributions in the KL term."""
+    parallel: Literal["auto", "ddp", "fsdp"] = "auto"
+    """Under torchrun / accelerate launch: ddp replicates the model on every rank; fsdp shards
+    parameters, gradients and optimizer state (FSDP2, one unit per transformer block); auto is
+    fsdp for full fine-tuning (or `accelerate launch --use_fsdp`), ddp otherwise."""
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
 

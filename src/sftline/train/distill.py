@@ -8,7 +8,7 @@ batch and must share the student's tokenizer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -48,16 +48,8 @@ class DistillChatData(ChatData):
 
     @classmethod
     def from_chat(cls, chat: ChatData, teacher: Any, *, alpha: float, temperature: float) -> DistillChatData:
-        return cls(
-            chat.sequences,
-            chat.rows,
-            chat.bins,
-            chat.counts,
-            chat.pad_token_id,
-            teacher=teacher,
-            alpha=alpha,
-            temperature=temperature,
-        )
+        shared = {f.name: getattr(chat, f.name) for f in fields(ChatData)}
+        return cls(**shared, teacher=teacher, alpha=alpha, temperature=temperature)
 
     def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         return distill_loss_sum(

@@ -37,6 +37,9 @@ IGNORE_INDEX = -100
 # flash_attention_2/3: varlen kernels with cu_seqlens from position_ids
 # (modeling_flash_attention_utils.prepare_fa_kwargs_from_position_ids; code read, not run here).
 PACKING_ATTENTION = frozenset({"eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3"})
+# Attention implementations that apply a 4D boolean attention_mask as given (shared-prefix rows,
+# `sftline.train.rows`); FlashAttention takes none and flex wants a BlockMask.
+MASK_ATTENTION = frozenset({"eager", "sdpa"})
 
 
 class TrainingSequence(Protocol):
@@ -70,7 +73,10 @@ class Batch:
     n_trained_tokens: int
     """Count of labels != -100: the denominator of the per-token loss."""
     n_tokens: int
-    """Non-padding tokens."""
+    """Non-padding tokens: what the forward pass computes."""
+    n_example_tokens: int
+    """Tokens of the batch's examples as rendered: n_tokens plus the repeats a shared prefix
+    saves (`sftline.train.rows`)."""
 
 
 def pack_bins(
@@ -121,7 +127,7 @@ def pack_bins(
     return bins
 
 
-def _shifted_labels(sequence: TrainingSequence) -> list[int]:
+def shifted_labels(sequence: TrainingSequence) -> list[int]:
     """Validate one sequence and return its labels shifted left by one, -100 at the end."""
     ids, labels = sequence.input_ids, sequence.labels
     if not ids:
@@ -153,7 +159,7 @@ def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]
     positions: list[int] = []
     for sequence in picked:
         input_ids += sequence.input_ids
-        labels += _shifted_labels(sequence)
+        labels += shifted_labels(sequence)
         positions += range(len(sequence.input_ids))
     return Batch(
         input_ids=torch.tensor([input_ids], dtype=torch.long),
@@ -163,35 +169,7 @@ def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]
         n_sequences=len(picked),
         n_trained_tokens=sum(label != IGNORE_INDEX for label in labels),
         n_tokens=len(input_ids),
-    )
-
-
-def collate_packed_rows(
-    sequences: Sequence[TrainingSequence], rows: Sequence[Sequence[int]], pad_token_id: int
-) -> Batch:
-    """Several packed rows in one (B, L) micro-batch, padded to the longest row.
-
-    Attention cost grows with the square of a row's length on kernels without variable-length
-    support (sdpa's math path, eager), so a micro-batch is several rows of about `row_tokens`
-    rather than one long row. The padding at a row's end is one more "sequence" whose position
-    ids restart at 0: masked apart from the real ones, with no labels and no attention_mask.
-    """
-    packed = [collate_packed(sequences, row) for row in rows]
-    width = max(int(b.input_ids.shape[1]) for b in packed)
-    input_ids, labels, positions = [], [], []
-    for batch in packed:
-        pad = width - int(batch.input_ids.shape[1])
-        input_ids.append(torch.cat([batch.input_ids[0], torch.full((pad,), pad_token_id, dtype=torch.long)]))
-        labels.append(torch.cat([batch.labels[0], torch.full((pad,), IGNORE_INDEX, dtype=torch.long)]))
-        positions.append(torch.cat([batch.position_ids[0], torch.arange(pad, dtype=torch.long)]))
-    return Batch(
-        input_ids=torch.stack(input_ids),
-        labels=torch.stack(labels),
-        position_ids=torch.stack(positions),
-        attention_mask=None,
-        n_sequences=sum(b.n_sequences for b in packed),
-        n_trained_tokens=sum(b.n_trained_tokens for b in packed),
-        n_tokens=sum(b.n_tokens for b in packed),
+        n_example_tokens=len(input_ids),
     )
 
 
@@ -203,7 +181,7 @@ def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int]
     for sequence in picked:
         pad = width - len(sequence.input_ids)
         input_ids.append(list(sequence.input_ids) + [pad_token_id] * pad)
-        labels.append(_shifted_labels(sequence) + [IGNORE_INDEX] * pad)
+        labels.append(shifted_labels(sequence) + [IGNORE_INDEX] * pad)
         masks.append([1] * len(sequence.input_ids) + [0] * pad)
     label_tensor = torch.tensor(labels, dtype=torch.long)
     return Batch(
@@ -214,32 +192,49 @@ def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int]
         n_sequences=len(picked),
         n_trained_tokens=int((label_tensor != IGNORE_INDEX).sum()),
         n_tokens=sum(len(s.input_ids) for s in picked),
+        n_example_tokens=sum(len(s.input_ids) for s in picked),
     )
 
 
-def _check_packing_attention(model: Any, batch: Batch) -> None:
-    """Refuse a multi-sequence packed row on an attention implementation that would mix sequences."""
-    if batch.attention_mask is not None or batch.n_sequences <= batch.input_ids.shape[0]:
-        return
+def _attention_mask(model: Any, batch: Batch) -> torch.Tensor | None:
+    """The batch's mask as the model's attention takes it; refuses a packed row on an attention
+    implementation that would mix its sequences."""
+    mask = batch.attention_mask
+    if mask is None and batch.n_sequences <= batch.input_ids.shape[0]:
+        return None
+    if mask is not None and mask.ndim != 4:
+        return mask  # the padded reference: one sequence per row, a 2D padding mask
     inner = getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
     implementation = getattr(getattr(inner, "config", None), "_attn_implementation", None)
-    if implementation not in PACKING_ATTENTION:
+    if mask is not None and implementation == "eager":
+        # eager adds the mask to the scores: 0 where allowed, the dtype's minimum elsewhere.
+        dtype = inner.dtype if isinstance(getattr(inner, "dtype", None), torch.dtype) else torch.float32
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(dtype).min
+        )
+    if mask is not None and implementation not in MASK_ATTENTION:
+        raise TrainingError(
+            f"shared-prefix rows need an attention implementation that takes a 4D mask "
+            f"({', '.join(sorted(MASK_ATTENTION))}), not {implementation!r}; set prefix_sharing: false"
+        )
+    if mask is None and implementation not in PACKING_ATTENTION:
         raise TrainingError(
             f"attention implementation {implementation!r} cannot keep packed sequences apart; "
             f"load the model with attn_implementation set to one of {sorted(PACKING_ATTENTION)}"
         )
+    return mask
 
 
 def batch_logits(model: Any, batch: Batch, positions: torch.Tensor | None = None) -> torch.Tensor:
     """Logits (B, T, vocab) for a batch, or (B, len(positions), vocab) at the given positions only;
     packed rows attend only within each sequence."""
-    _check_packing_attention(model, batch)
+    mask = _attention_mask(model, batch)
     # use_cache=False: a KV cache turns transformers' packed-sequence masking off (module docstring).
     extra = {} if positions is None else {"logits_to_keep": positions}
     output = model(
         input_ids=batch.input_ids,
         position_ids=batch.position_ids,
-        attention_mask=batch.attention_mask,
+        attention_mask=mask,
         use_cache=False,
         **extra,
     )

@@ -19,8 +19,9 @@ from sftline.errors import TrainingError
 from sftline.models.lookup import find_base_model
 from sftline.record.schema import Run, RunMetric
 from sftline.record.workspace import Workspace
+from sftline.train.checkpoint import full_trainable_state
 from sftline.train.config import TrainConfig
-from sftline.train.distributed import barrier, broadcast, device_for, init_distributed
+from sftline.train.distributed import barrier, broadcast, device_for, init_distributed, strategy_for
 from sftline.train.tasks import ChatData, TaskData, label_set, prepare_classifier
 from sftline.train.trainer import build_model, prepare, train_loop
 
@@ -51,6 +52,8 @@ def holdout_behaviour(
     config: TrainConfig,
     workspace: Workspace,
     labels: list[str] | None,
+    *,
+    synced: bool = False,
 ) -> Callable[[], dict[str, float | None]]:
     """The eval station's metrics of the model in training on the holdout, by classifying or
     generating exactly as `sftline eval` does."""
@@ -70,6 +73,7 @@ def holdout_behaviour(
             base_path,
             contract.system_prompt,
             max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
+            synced=synced,
         )
     return lambda: point_metrics(predictor.predict(examples), contract, labels)
 
@@ -190,9 +194,12 @@ def start_run(
                 if k != "step"
             )
 
+    strategy = strategy_for(config.parallel, config.method, info)
     behaviour = None
     if eval_examples and config.eval_metric != "loss":
-        behaviour = holdout_behaviour(model, tokenizer, base.path, eval_examples, config, workspace, labels)
+        behaviour = holdout_behaviour(
+            model, tokenizer, base.path, eval_examples, config, workspace, labels, synced=strategy == "fsdp"
+        )
     try:
         result = train_loop(
             model,
@@ -230,12 +237,26 @@ def start_run(
         "steps": state.step,
         "trained_tokens": state.trained_tokens,
         "length_policy": data.counts,
+        "packing": getattr(data, "layout", None),
+        "parallel": {"strategy": strategy, "world_size": info.world_size},
         "best_step": state.best_step,
         "eval_metric": config.eval_metric,
         "best_eval": state.best_eval,
         "tokens_per_step": result.note,
         "stopped_early": result.stopped_early,
     }
+    if finished and strategy == "fsdp":
+        # The shards come together on rank 0 (every rank takes part), in an unsharded copy.
+        weights = full_trainable_state(model, strategy)
+        if info.is_main:
+            model = build_model(base.path, config, torch.device("cpu"), labels=labels)
+            missing = set(weights) - {n for n, p in model.named_parameters() if p.requires_grad}
+            if missing:
+                raise TrainingError(f"gathered weights the model does not have: {sorted(missing)[:5]}")
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    if name in weights:
+                        parameter.copy_(weights[name])
     if finished and info.is_main:
         from sftline.train.export import export_model
 
@@ -247,7 +268,7 @@ def start_run(
             best_dir=output / "checkpoints" / "best" if state.best_step else None,
         )
         (output / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    tokens_per_second = state.tokens / max(state.train_seconds, 1e-9)
+    seconds = max(state.train_seconds, 1e-9)
     status = "stopped_early" if result.stopped_early else ("completed" if finished else "interrupted")
     summary = {
         "run": run_name,
@@ -257,13 +278,16 @@ def start_run(
         "steps": state.step,
         "total_steps": result.total_steps,
         "trained_tokens": state.trained_tokens,
-        "tokens_per_second": round(tokens_per_second, 1),
+        "tokens_per_second": round(state.tokens / seconds, 1),
+        "computed_tokens_per_second": round(state.computed_tokens / seconds, 1),
         "final_loss": state.history[-1]["loss"] if state.history else None,
         "eval_metric": config.eval_metric,
         "best_eval": state.best_eval,
         "best_step": state.best_step,
         "length_policy": data.counts,
         "tokens_per_step": result.note,
+        "packing": getattr(data, "layout", None),
+        "parallel": {"strategy": strategy, "world_size": info.world_size},
         "device": str(device),
     }
     barrier(info)

@@ -8,7 +8,7 @@ classification pads short batches of texts and counts examples. The loop itself 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from sftline.data.example import Example
 from sftline.errors import TrainingError
-from sftline.train.packing import Batch, collate_packed_rows, loss_sum, pack_bins
+from sftline.train.packing import Batch, loss_sum, pack_bins
 from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
+from sftline.train.rows import PackedRow, collate_rows, pack_rows, packing_layout, shared_prefix_groups
 
 
 class TaskData(Protocol):
@@ -30,7 +31,12 @@ class TaskData(Protocol):
         ...
 
     def n_tokens(self, batch: Any) -> int:
-        """Non-padding tokens in the batch."""
+        """Non-padding tokens of the batch's examples (as rendered, shared prefixes counted in
+        every example that has them)."""
+        ...
+
+    def n_computed_tokens(self, batch: Any) -> int:
+        """Non-padding tokens the forward pass computes (a shared prefix once per row)."""
         ...
 
     def n_units(self, batch: Any) -> int:
@@ -47,27 +53,38 @@ def _to(batch: Batch, device: torch.device) -> Batch:
         batch.n_sequences,
         batch.n_trained_tokens,
         batch.n_tokens,
+        batch.n_example_tokens,
     )
 
 
 @dataclass
 class ChatData:
-    """Rendered conversations packed into rows of about `row_tokens`; a micro-batch (`bins`) is
-    the row indices whose tokens add up to at most `batch_tokens`."""
+    """Rendered conversations packed into rows of about `row_tokens` (behind their shared prefix
+    when they have one); a micro-batch (`bins`) is the row indices whose tokens add up to at
+    most `batch_tokens`."""
 
     sequences: list[RenderedExample]
-    rows: list[list[int]]
+    rows: list[PackedRow]
     bins: list[list[int]]
     counts: dict[str, int]
     pad_token_id: int = 0
+    layout: dict[str, int] = field(default_factory=dict)
+    """Rows, shared prefixes and the tokens they save (`packing_layout`)."""
 
     def collate(self, members: Sequence[int]) -> Batch:
-        return collate_packed_rows(self.sequences, [self.rows[r] for r in members], self.pad_token_id)
+        """The micro-batch of these row indices (a `bins` entry)."""
+        return self.collate_rows([self.rows[r] for r in members])
+
+    def collate_rows(self, rows: Sequence[PackedRow]) -> Batch:
+        return collate_rows(self.sequences, rows, self.pad_token_id)
 
     def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         return loss_sum(model, _to(batch, device))
 
     def n_tokens(self, batch: Batch) -> int:
+        return batch.n_example_tokens
+
+    def n_computed_tokens(self, batch: Batch) -> int:
         return batch.n_tokens
 
     def n_units(self, batch: Batch) -> int:
@@ -83,6 +100,7 @@ def prepare_chat(
     system_prompt: str | None,
     max_length: int,
     row_tokens: int = 1024,
+    prefix_sharing: bool = True,
 ) -> ChatData:
     rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
     kept, counts = apply_length_policy(rendered, max_length, length_policy)  # type: ignore[arg-type]
@@ -90,21 +108,18 @@ def prepare_chat(
         raise TrainingError(f"no example fits max_length {max_length} (policy {length_policy})")
     check_masks(tokenizer, kept)
     lengths = [len(s.input_ids) for s in kept]
-    # A row holds row_tokens tokens (at most batch_tokens), or one sequence when a single kept
-    # sequence is longer.
-    rows = pack_bins(lengths, max(min(row_tokens, batch_tokens), max(lengths)))
+    # Micro-batches hold at most batch_tokens tokens of examples (or one longer example), chosen
+    # whatever the layout: prefix sharing changes how a micro-batch is computed, never what it holds.
+    micro_batches = pack_bins(lengths, max(batch_tokens, max(lengths)))
+    groups = shared_prefix_groups(kept) if prefix_sharing else []
+    rows: list[PackedRow] = []
     bins: list[list[int]] = []
-    used = 0
-    for index, row in enumerate(rows):
-        size = sum(lengths[i] for i in row)
-        if bins and used + size <= batch_tokens:
-            bins[-1].append(index)
-            used += size
-        else:
-            bins.append([index])
-            used = size
+    for members in micro_batches:
+        laid_out = pack_rows(lengths, members, groups, row_tokens=min(row_tokens, batch_tokens))
+        bins.append(list(range(len(rows), len(rows) + len(laid_out))))
+        rows += laid_out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return ChatData(kept, rows, bins, counts, int(pad or 0))
+    return ChatData(kept, rows, bins, counts, int(pad or 0), packing_layout(rows, groups, lengths))
 
 
 @dataclass
@@ -142,6 +157,9 @@ class ClassifierData:
 
     def n_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["attention_mask"].sum())
+
+    def n_computed_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return self.n_tokens(batch)
 
     def n_units(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["labels"].numel())

@@ -8,7 +8,6 @@ optimizer, scheduler and RNG states restored it ends on the same weights.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -21,9 +20,16 @@ import torch
 
 from sftline.data.example import Example
 from sftline.errors import TrainingError
-from sftline.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from sftline.train.checkpoint import (
+    capture,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from sftline.train.config import TrainConfig
-from sftline.train.distributed import DistInfo, barrier, sum_across, wrap
+from sftline.train.distributed import DistInfo, barrier, gradient_sync, strategy_for, sum_across, wrap
+from sftline.train.dropout import use_bit_dropout
 from sftline.train.packing import tokens_per_step_note
 from sftline.train.tasks import ChatData, TaskData, prepare_chat
 
@@ -50,6 +56,7 @@ def prepare(
         system_prompt=system_prompt,
         max_length=max_length,
         row_tokens=config.row_tokens,
+        prefix_sharing=config.prefix_sharing,
     )
 
 
@@ -76,6 +83,9 @@ class LoopState:
     step: int = 0
     trained_tokens: int = 0
     tokens: int = 0
+    """Non-padding tokens of the trained examples, as rendered."""
+    computed_tokens: int = 0
+    """Non-padding tokens the forward passes computed (a shared prefix once per row)."""
     train_seconds: float = 0.0
     best_eval: float | None = None
     best_step: int | None = None
@@ -114,7 +124,9 @@ def build_model(
             target_modules=config.lora.target_modules,
             task_type="CAUSAL_LM" if labels is None else "SEQ_CLS",
         )
-        return get_peft_model(model, lora).to(device)  # type: ignore[no-any-return]
+        adapted = get_peft_model(model, lora)
+        use_bit_dropout(adapted)  # the same dropout in distribution, a fraction of its CPU cost
+        return adapted.to(device)  # type: ignore[no-any-return]
     return model.to(device)  # type: ignore[no-any-return,arg-type]
 
 
@@ -194,27 +206,36 @@ def train_loop(
     dist_info: DistInfo | None = None,
     behaviour: Callable[[], dict[str, float | None]] | None = None,
 ) -> TrainResult:
-    """Train `model` (unwrapped; wrapped here for DDP when several processes run) on `data`.
+    """Train `model` (unwrapped; wrapped here for DDP or FSDP when several processes run) on `data`.
 
     With `eval_data`, the holdout's loss (and the `behaviour` metrics: the eval station's, on the
     holdout) is measured every `eval_every` steps; `config.eval_metric` picks the best checkpoint.
     """
     info = dist_info or DistInfo()
+    strategy = strategy_for(config.parallel, config.method, info)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     per_step = config.grad_accum * info.world_size
     plan = micro_batch_plan(len(data.bins), config, info.world_size)
     total_steps = len(plan) // per_step
-    optimizer, scheduler = build_optimizer(model, config, total_steps)
+    # FSDP swaps the parameters for shards in place: the optimizer is built on what `wrap` leaves.
+    raw, model = model, wrap(model, info, strategy)
+    optimizer, scheduler = build_optimizer(raw, config, total_steps)
     state = LoopState()
     if resume:
         latest = latest_checkpoint(checkpoints)
         if latest is not None:
-            state = LoopState(**load_checkpoint(latest, model, optimizer, scheduler))
+            state = LoopState(**load_checkpoint(latest, raw, optimizer, scheduler, info, strategy))
     largest = max(data.n_tokens(data.collate(b)) for b in data.bins[:256])
     note = tokens_per_step_note(largest, config.grad_accum, info.world_size)
-    raw, model = model, wrap(model, info)
     model.train()
+
+    def checkpoint(folder: Path, keep: int) -> None:
+        captured = capture(raw, optimizer, info, strategy)  # every rank: a collective under FSDP
+        if info.is_main:
+            save_checkpoint(folder, state.step, captured, scheduler, state.as_dict())
+            prune_checkpoints(folder, keep=keep)
+
     stopped_early = False
     recorded = state.step
     while state.step < total_steps:
@@ -228,8 +249,7 @@ def train_loop(
         # micro-batch means. DDP averages gradients over ranks, hence the x world_size.
         step_loss = 0.0
         for index, batch in enumerate(mine):
-            sync = index == len(mine) - 1 or not info.active
-            with contextlib.nullcontext() if sync else model.no_sync():  # type: ignore[operator]
+            with gradient_sync(model, strategy, enabled=index == len(mine) - 1):
                 value, _ = data.loss_sum(model, batch, device)
                 (value * info.world_size / max(step_tokens, 1)).backward()
             step_loss += float(value.detach())
@@ -243,11 +263,12 @@ def train_loop(
         state.step += 1
         state.trained_tokens += step_tokens
         state.tokens += sum(data.n_tokens(b) for b in batches)
+        state.computed_tokens += sum(data.n_computed_tokens(b) for b in batches)
         state.train_seconds += time.perf_counter() - started
         metrics = {
             "loss": step_loss / max(step_tokens, 1),
             "lr": float(scheduler.get_last_lr()[0]),
-            "grad_norm": float(grad_norm),
+            "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm),
             "tokens_per_second": state.tokens / max(state.train_seconds, 1e-9),
         }
         if eval_data is not None and (state.step % config.eval_every == 0 or state.step == total_steps):
@@ -257,11 +278,7 @@ def train_loop(
             watched = eval_value(metrics, config.eval_metric)
             if state.best_eval is None or is_better(watched, state.best_eval, config.eval_metric):
                 state.best_eval, state.best_step, state.evals_without_gain = watched, state.step, 0
-                if info.is_main:
-                    save_checkpoint(
-                        checkpoints / "best", state.step, raw, optimizer, scheduler, state.as_dict()
-                    )
-                    prune_checkpoints(checkpoints / "best", keep=1)
+                checkpoint(checkpoints / "best", keep=1)
             else:
                 state.evals_without_gain += 1
         state.history.append({"step": state.step, **metrics})
@@ -271,13 +288,11 @@ def train_loop(
         if patience is not None and state.evals_without_gain >= patience:
             stopped_early = True
         if state.step % config.save_every == 0 or state.step == total_steps or stopped_early:
-            if info.is_main:
-                save_checkpoint(checkpoints, state.step, raw, optimizer, scheduler, state.as_dict())
-                prune_checkpoints(checkpoints)
-                # Metrics reach the record with the checkpoint that makes them final: a resumed
-                # run replays the steps after its checkpoint and must not record them twice.
-                if on_metrics is not None:
-                    on_metrics([h for h in state.history if h["step"] > recorded])
+            checkpoint(checkpoints, keep=2)
+            # Metrics reach the record with the checkpoint that makes them final: a resumed
+            # run replays the steps after its checkpoint and must not record them twice.
+            if info.is_main and on_metrics is not None:
+                on_metrics([h for h in state.history if h["step"] > recorded])
             barrier(info)
             recorded = state.step
         if stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
