@@ -46,6 +46,12 @@ def test_train_writes_the_model_folder_manifest_and_record(
     summary = run_json(capsys, *TRAIN)
     assert summary["status"] == "completed" and summary["steps"] == 12
     assert summary["trained_tokens"] > 0 and summary["tokens_per_second"] > 0
+    # Every chat starts with the template header and the contract's system prompt: shared per row.
+    packing = summary["packing"]
+    assert packing["shared_prefix_examples"] == packing["examples"] == 120
+    assert packing["computed_tokens"] < packing["example_tokens"]
+    assert 0 < summary["computed_tokens_per_second"] < summary["tokens_per_second"]
+    assert summary["parallel"] == {"strategy": "single", "world_size": 1}
     run_dir = chat_project / ".sftline" / "runs" / summary["run"]
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == [
         "chat_template.jinja",

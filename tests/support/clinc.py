@@ -8,6 +8,8 @@ from pathlib import Path
 from sftline.data.example import Example, Provenance
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150" / "data_full.json"
+CLINC_SYSTEM_PROMPT = "Name the intent of the user's request with one label, or oos if it is out of scope."
+"""The demo's system prompt (scripts/demo.sh)."""
 
 
 def clinc_chats(rows: slice, id_prefix: str, first_id: int = 0) -> list[Example]:

@@ -137,23 +137,39 @@ def _common_length(ids: Sequence[int], candidate: Sequence[int], limit: int) -> 
     return low
 
 
+def membership(groups: Sequence[PrefixGroup], n: int) -> list[int]:
+    """Each of `n` sequences' group index, -1 for none."""
+    group_of = [-1] * n
+    for index, group in enumerate(groups):
+        for member in group.members:
+            group_of[member] = index
+    return group_of
+
+
 def pack_rows(
-    lengths: Sequence[int], members: Sequence[int], groups: Sequence[PrefixGroup], *, row_tokens: int
+    lengths: Sequence[int],
+    members: Sequence[int],
+    groups: Sequence[PrefixGroup],
+    group_of: Sequence[int],
+    *,
+    row_tokens: int,
 ) -> list[PackedRow]:
     """One micro-batch's sequences (`members`, indices into `lengths`) laid out in rows of at
     most `row_tokens` computed tokens (or one longer sequence), first fit decreasing: each
-    group's members behind its prefix, then the sequences of no group as they are."""
+    group's members behind its prefix (`group_of` from `membership`), then the rest as they are."""
+    by_group: dict[int, list[int]] = {}
+    for member in members:
+        by_group.setdefault(group_of[member], []).append(member)
     rows: list[PackedRow] = []
-    left = list(members)
-    for group in groups:
-        inside = set(group.members)
-        mine = [m for m in left if m in inside]
+    left = by_group.pop(-1, [])
+    for index, mine in sorted(by_group.items()):
         if len(mine) < 2:
-            continue  # one sequence alone shares nothing
-        left = [m for m in left if m not in inside]
-        suffixes = [lengths[m] - group.prefix for m in mine]
-        room = max(row_tokens - group.prefix, max(suffixes))
-        rows += [PackedRow(tuple(mine[i] for i in row), group.prefix) for row in pack_bins(suffixes, room)]
+            left += mine  # one sequence alone shares nothing
+            continue
+        prefix = groups[index].prefix
+        suffixes = [lengths[m] - prefix for m in mine]
+        room = max(row_tokens - prefix, max(suffixes))
+        rows += [PackedRow(tuple(mine[i] for i in row), prefix) for row in pack_bins(suffixes, room)]
     if left:
         plain = [lengths[m] for m in left]
         packed = pack_bins(plain, max(row_tokens, max(plain)))

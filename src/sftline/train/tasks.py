@@ -18,7 +18,14 @@ from sftline.data.example import Example
 from sftline.errors import TrainingError
 from sftline.train.packing import Batch, loss_sum, pack_bins
 from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
-from sftline.train.rows import PackedRow, collate_rows, pack_rows, packing_layout, shared_prefix_groups
+from sftline.train.rows import (
+    PackedRow,
+    collate_rows,
+    membership,
+    pack_rows,
+    packing_layout,
+    shared_prefix_groups,
+)
 
 
 class TaskData(Protocol):
@@ -112,10 +119,11 @@ def prepare_chat(
     # whatever the layout: prefix sharing changes how a micro-batch is computed, never what it holds.
     micro_batches = pack_bins(lengths, max(batch_tokens, max(lengths)))
     groups = shared_prefix_groups(kept) if prefix_sharing else []
+    group_of = membership(groups, len(kept))
     rows: list[PackedRow] = []
     bins: list[list[int]] = []
     for members in micro_batches:
-        laid_out = pack_rows(lengths, members, groups, row_tokens=min(row_tokens, batch_tokens))
+        laid_out = pack_rows(lengths, members, groups, group_of, row_tokens=min(row_tokens, batch_tokens))
         bins.append(list(range(len(rows), len(rows) + len(laid_out))))
         rows += laid_out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -119,3 +119,37 @@ def test_several_packed_rows_give_the_loss_of_each_row_alone(tiny: Path) -> None
     alone = [loss_sum(model, collate_rows(data.sequences, [data.rows[r]], 0)) for r in members]
     torch.testing.assert_close(together, sum(value for value, _ in alone), rtol=1e-5, atol=1e-5)
     assert count == sum(n for _, n in alone)
+
+
+def test_prefix_sharing_changes_the_work_not_the_training(tiny: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from tests.support.clinc import CLINC_SYSTEM_PROMPT
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    settings = {"base": "tiny", "data": "d", "batch_tokens": 512, "row_tokens": 256, "lora": {"dropout": 0.0}}
+    shared_config = TrainConfig.model_validate({**settings, "max_steps": 4, "lr": 1e-3, "seed": 2})
+    plain_config = shared_config.model_copy(update={"prefix_sharing": False})
+    examples = chats(0, 60)
+    shared = prepare(tokenizer, examples, shared_config, system_prompt=CLINC_SYSTEM_PROMPT, max_length=512)
+    plain = prepare(tokenizer, examples, plain_config, system_prompt=CLINC_SYSTEM_PROMPT, max_length=512)
+    # Every example behind the system prompt's tokens; the same examples in every micro-batch.
+    assert shared.layout["shared_prefix_examples"] == 60 and shared.layout["shared_prefix_tokens"] >= 8
+    assert (
+        shared.layout["computed_tokens"] < plain.layout["computed_tokens"] == plain.layout["example_tokens"]
+    )
+    members = [
+        [sorted(m for r in b for m in data.rows[r].members) for b in data.bins] for data in (shared, plain)
+    ]
+    assert members[0] == members[1]
+
+    weights = []
+    for config, data in ((shared_config, shared), (plain_config, plain)):
+        torch.manual_seed(config.seed)
+        model = build_model(tiny, config, torch.device("cpu"))
+        train_loop(
+            model, data, config, checkpoints=tmp_path / str(config.prefix_sharing), device=torch.device("cpu")
+        )
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name, tensor in weights[1].items():
+        torch.testing.assert_close(weights[0][name], tensor, rtol=1e-4, atol=1e-6)
