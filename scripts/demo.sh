@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLINC="$ROOT/examples/clinc150"
 PYTHON="$(dirname "$SFTLINE")/python"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Each header says how long the demo has run (bash's SECONDS).
+step() { printf '\n\033[1m== %s\033[0m  [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 rm -rf "$PROJECT"
 step "sftline init $PROJECT (task classify, abstention label oos, base model MiniLM-L6)"
@@ -54,7 +55,7 @@ step "datasets, versions and the mixture's slice table"
 # On 2 CPU cores (~60 GFLOP/s) both runs are short; the README gives the full-size GPU runs.
 step "training 1/2: MiniLM-L6 as a 151-way intent classifier (full fine-tuning, best holdout accuracy kept)"
 "$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method full \
-  --epochs ${DEMO_CLS_EPOCHS:-4} --batch-tokens 512 --lr 4e-4 --eval-on clinc150-gold --eval-every 100 \
+  --epochs ${DEMO_CLS_EPOCHS:-3} --batch-tokens 512 --lr 4e-4 --eval-on clinc150-gold --eval-every 100 \
   --eval-metric accuracy --seed 7
 
 step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
@@ -79,3 +80,4 @@ grep -A5 '^release:' sftline.yaml
 "$SFTLINE" evals list
 
 printf '\nreports in %s: gates.html, eval-classifier.html, eval-smollm2.html, release.html\n' "$(pwd)"
+printf 'the demo took %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
