@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,3 +133,21 @@ def test_minilm_classifier_trains_with_the_abstention_label(
     assert "oos" in labels and len(labels) == len({label for _, label in classify_rows()})
     manifest = json.loads((model_dir.parent / "manifest.json").read_text())
     assert manifest["task"] == "classify" and "oos" in manifest["labels"]
+
+
+def test_torchrun_two_processes_fsdp_full_fine_tuning_exports_one_model(chat_project: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    steps = [a if a != "12" else "4" for a in TRAIN[:-2]]  # 4 steps; lr 1e-4, for full fine-tuning
+    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "sftline", *steps]
+    command += ["--lr", "1e-4", "--method", "full", "--json"]
+    result = subprocess.run(command, cwd=chat_project, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout[result.stdout.index("{") :])  # rank 0 alone prints
+    assert summary["status"] == "completed" and summary["steps"] == 4
+    assert summary["parallel"] == {"strategy": "fsdp", "world_size": 2}  # auto: fsdp for full
+    exported = load_file(str(Path(summary["output"]) / "model.safetensors"))
+    base = load_file(str(chat_project / "tiny" / "model.safetensors"))
+    assert exported.keys() == base.keys()
+    assert all(exported[n].shape == base[n].shape for n in base)  # whole tensors, not shards
+    assert any(not torch.equal(exported[n], base[n]) for n in base)
