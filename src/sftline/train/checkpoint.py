@@ -44,6 +44,17 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy `weights` into the unsharded model's parameters of those names."""
+    params = dict(model.named_parameters())
+    unknown = sorted(set(weights) - set(params))
+    if unknown:
+        raise TrainingError(f"weights for parameters the model does not have: {', '.join(unknown[:5])}")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor.to(params[name].device))
+
+
 def full_trainable_state(model: torch.nn.Module, strategy: Strategy) -> dict[str, torch.Tensor]:
     """The trainable parameters as full tensors on rank 0 (under FSDP every rank must call this;
     the others get an empty dict)."""
@@ -112,8 +123,7 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore a checkpoint into the (wrapped) model and its optimizer; returns the loop state."""
     state = torch.load(path / "state.pt", weights_only=False)
-    saved = "fsdp" if state.get("strategy") == "fsdp" else "replicated"
-    if saved != ("fsdp" if strategy == "fsdp" else "replicated"):
+    if (state.get("strategy") == "fsdp") != (strategy == "fsdp"):
         raise TrainingError(
             f"checkpoint {path} was written under {state.get('strategy')}; resume it with the same "
             f"parallel setting (this run is {strategy})"
@@ -130,10 +140,7 @@ def load_checkpoint(
         set_model_state_dict(model, dict(weights), options=options)  # type: ignore[arg-type]
         set_optimizer_state_dict(model, optimizer, state["optimizer"], options=options)
     else:
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                params[name].copy_(tensor.to(params[name].device))
+        load_trainable(model, weights)
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng = state["rng"]

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from sftline.train.checkpoint import latest_checkpoint
+from sftline.train.checkpoint import latest_checkpoint, load_trainable
 from sftline.train.config import TrainConfig
 
 
@@ -17,10 +17,7 @@ def _load_best(model: torch.nn.Module, best_dir: Path) -> None:
     best = latest_checkpoint(best_dir)
     if best is None:
         return
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in load_file(str(best / "trainable.safetensors")).items():
-            params[name].copy_(tensor.to(params[name].device))
+    load_trainable(model, load_file(str(best / "trainable.safetensors")))
 
 
 def export_model(

@@ -1,8 +1,9 @@
 """Padding-free packing without cross-contamination, and the loss arithmetic of an optimizer step.
 
-A packed micro-batch is one row, shape (1, T), holding several rendered sequences end to end.
-Nothing is padded; what keeps the sequences apart is `position_ids`, which restart at 0 for
-every sequence. With `attention_mask=None` and no KV cache, transformers (5.x,
+A packed row holds several rendered sequences end to end (`sftline.train.rows` lays rows out and
+collates them; a micro-batch is several rows). Nothing is padded but a row's end; what keeps the
+sequences apart is `position_ids`, which restart at 0 for every sequence. With
+`attention_mask=None` and no KV cache, transformers (5.x,
 `masking_utils.find_packed_sequence_indices`) turns those restarts into a block-diagonal causal
 mask, so a token attends only to earlier tokens of its own sequence. Verified for Llama with the
 `eager` and `sdpa` attention implementations (forward and backward) and `flex_attention`
@@ -145,37 +146,11 @@ def shifted_labels(sequence: TrainingSequence) -> list[int]:
     return list(labels[1:]) + [IGNORE_INDEX]
 
 
-def _picked(sequences: Sequence[TrainingSequence], indices: Sequence[int]) -> list[TrainingSequence]:
-    if not indices:
-        raise TrainingError("a micro-batch needs at least one sequence")
-    return [sequences[i] for i in indices]
-
-
-def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]) -> Batch:
-    """Concatenate the chosen sequences into one (1, T) row; attention_mask is None."""
-    picked = _picked(sequences, indices)
-    input_ids: list[int] = []
-    labels: list[int] = []
-    positions: list[int] = []
-    for sequence in picked:
-        input_ids += sequence.input_ids
-        labels += shifted_labels(sequence)
-        positions += range(len(sequence.input_ids))
-    return Batch(
-        input_ids=torch.tensor([input_ids], dtype=torch.long),
-        labels=torch.tensor([labels], dtype=torch.long),
-        position_ids=torch.tensor([positions], dtype=torch.long),
-        attention_mask=None,
-        n_sequences=len(picked),
-        n_trained_tokens=sum(label != IGNORE_INDEX for label in labels),
-        n_tokens=len(input_ids),
-        n_example_tokens=len(input_ids),
-    )
-
-
 def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int], pad_token_id: int) -> Batch:
     """One row per sequence, right-padded to the longest: the unpacked reference."""
-    picked = _picked(sequences, indices)
+    if not indices:
+        raise TrainingError("a micro-batch needs at least one sequence")
+    picked = [sequences[i] for i in indices]
     width = max(len(s.input_ids) for s in picked)
     input_ids, labels, masks = [], [], []
     for sequence in picked:
@@ -184,6 +159,7 @@ def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int]
         labels.append(shifted_labels(sequence) + [IGNORE_INDEX] * pad)
         masks.append([1] * len(sequence.input_ids) + [0] * pad)
     label_tensor = torch.tensor(labels, dtype=torch.long)
+    tokens = sum(len(s.input_ids) for s in picked)
     return Batch(
         input_ids=torch.tensor(input_ids, dtype=torch.long),
         labels=label_tensor,
@@ -191,8 +167,8 @@ def collate_padded(sequences: Sequence[TrainingSequence], indices: Sequence[int]
         attention_mask=torch.tensor(masks, dtype=torch.long),
         n_sequences=len(picked),
         n_trained_tokens=int((label_tensor != IGNORE_INDEX).sum()),
-        n_tokens=sum(len(s.input_ids) for s in picked),
-        n_example_tokens=sum(len(s.input_ids) for s in picked),
+        n_tokens=tokens,
+        n_example_tokens=tokens,
     )
 
 

@@ -17,7 +17,7 @@ gradient arrives once per member, through the attention of each suffix). The pre
 labels: a prefix ends before every member's first trained token, and the first suffix token is
 itself untrained, so no prefix position predicts anything. What changes is the work: a row of
 CLINC150 queries computes about half of the tokens its examples have. Loss and gradient
-equality are tested against the unpacked examples (tests/unit/train/test_prefix.py).
+equality are tested against the unpacked examples (tests/unit/train/test_rows.py).
 
 The row needs a mask no position-id restart can express, so it goes to the model as a 4D
 boolean `attention_mask` (batch, 1, query, key), which transformers passes to eager and sdpa
@@ -184,13 +184,18 @@ def packing_layout(
     prefix, and the tokens the examples hold against those the rows compute."""
     return {
         "rows": len(rows),
-        "examples": sum(len(row.members) for row in rows),
+        "examples": len(lengths),
         "prefix_groups": len(groups),
         "shared_prefix_examples": sum(len(row.members) for row in rows if row.prefix),
         "shared_prefix_tokens": max((group.prefix for group in groups), default=0),
         "example_tokens": sum(lengths),
         "computed_tokens": sum(row.computed_tokens(lengths) for row in rows),
     }
+
+
+def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]) -> Batch:
+    """The chosen sequences end to end in one (1, T) row, kept apart by position ids alone."""
+    return collate_rows(sequences, [PackedRow(tuple(indices))], pad_token_id=0)  # one row: no padding
 
 
 def collate_rows(

@@ -19,7 +19,7 @@ from sftline.errors import TrainingError
 from sftline.models.lookup import find_base_model
 from sftline.record.schema import Run, RunMetric
 from sftline.record.workspace import Workspace
-from sftline.train.checkpoint import full_trainable_state
+from sftline.train.checkpoint import full_trainable_state, load_trainable
 from sftline.train.config import TrainConfig
 from sftline.train.distributed import barrier, broadcast, device_for, init_distributed, strategy_for
 from sftline.train.tasks import ChatData, TaskData, label_set, prepare_classifier
@@ -250,13 +250,7 @@ def start_run(
         weights = full_trainable_state(model, strategy)
         if info.is_main:
             model = build_model(base.path, config, torch.device("cpu"), labels=labels)
-            missing = set(weights) - {n for n, p in model.named_parameters() if p.requires_grad}
-            if missing:
-                raise TrainingError(f"gathered weights the model does not have: {sorted(missing)[:5]}")
-            with torch.no_grad():
-                for name, parameter in model.named_parameters():
-                    if name in weights:
-                        parameter.copy_(weights[name])
+            load_trainable(model, weights)
     if finished and info.is_main:
         from sftline.train.export import export_model
 

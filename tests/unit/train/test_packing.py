@@ -11,13 +11,13 @@ from sftline.errors import TrainingError
 from sftline.train.packing import (
     IGNORE_INDEX,
     batch_logits,
-    collate_packed,
     collate_padded,
     loss_sum,
     pack_bins,
     step_loss,
     tokens_per_step_note,
 )
+from sftline.train.rows import collate_packed
 
 PAD = 0
 VOCAB = 256
