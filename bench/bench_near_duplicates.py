@@ -27,7 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from sftline.gates.near_duplicates import NearDuplicateIndex, exact_jaccard, shingles
+from sftline.text.minhash import NearDuplicateIndex, exact_jaccard, shingles
 
 T = TypeVar("T")
 CLINC = Path(__file__).resolve().parents[1] / "examples" / "clinc150" / "data_full.json"

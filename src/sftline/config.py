@@ -7,84 +7,39 @@ its dotted path in the file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from sftline.contract.metrics import BOUNDED_KINDS, UnknownMetric, eval_metric
+from sftline.contract.spec import Contract
+from sftline.data.settings import ImportSettings, MixSettings, SplitSettings
 from sftline.errors import ConfigError, ProjectNotFound
+from sftline.evals.settings import EvalStationSettings
+from sftline.gates.settings import CheckSettings
+from sftline.train.config import TrainConfig
 
 _M = TypeVar("_M", bound=BaseModel)
 
 CONFIG_FILE = "sftline.yaml"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+"""What a dataset or model name may be: letters, digits, '-', '_' and '.', at most 200 of them."""
 STATE_DIR = ".sftline"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class OutputFormat(_Strict):
-    """What a correct target looks like."""
-
-    kind: Literal["text", "labels", "json_schema"] = "text"
-    """`text`: free text; `labels`: one label from `labels`; `json_schema`: JSON valid against `schema`."""
-    labels: list[str] | None = None
-    """The label set, for `kind: labels`; left empty, the labels seen in the training data."""
-    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
-    """A JSON schema (draft 2020-12) every target must validate against, for `kind: json_schema`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _matches_kind(self) -> OutputFormat:
-        if self.kind == "labels" and self.labels and len(set(self.labels)) != len(self.labels):
-            raise ValueError("'labels' has duplicates")
-        if self.kind == "json_schema":
-            if self.json_schema is None:
-                raise ValueError("kind 'json_schema' needs a 'schema'")
-            from jsonschema import Draft202012Validator
-            from jsonschema.exceptions import SchemaError
-
-            try:
-                Draft202012Validator.check_schema(self.json_schema)
-            except SchemaError as exc:
-                raise ValueError(f"'schema' is not a valid JSON schema: {exc.message}") from exc
-        return self
-
-
-class Limits(_Strict):
-    """Length limits, in tokens of the base model's tokenizer."""
-
-    max_length: int = Field(default=2048, gt=0)
-    """Longest rendered example (prompt + target) used in training."""
-    max_target_tokens: int = Field(default=512, gt=0)
-    """Longest answer a served model may give."""
-
-
-class Contract(_Strict):
-    """The behaviour contract: the seed of every station."""
-
-    task: Literal["chat", "classify"] = "chat"
-    """`chat`: generation with the model's chat template; `classify`: a label per input."""
-    system_prompt: str | None = None
-    """Used by training and serving alike."""
-    output: OutputFormat = OutputFormat()
-    abstention: str | None = None
-    """The answer (or label) that means "out of scope", for example `oos`."""
-    refusal_phrases: list[str] = []
-    """Phrases that mark a refusal in generated text."""
-    limits: Limits = Limits()
-
-    @model_validator(mode="after")
-    def _abstention_in_labels(self) -> Contract:
-        labels = self.output.labels
-        if self.output.kind == "labels" and self.abstention and labels and self.abstention not in labels:
-            raise ValueError(f"abstention answer {self.abstention!r} is not in output.labels")
-        if self.task == "classify" and self.output.kind != "labels":  # labels may come from the data
-            raise ValueError("task 'classify' needs output.kind 'labels'")
-        return self
 
 
 def _yaml_off(value: Any) -> Any:
@@ -172,7 +127,8 @@ class ReleaseCriterion(_Strict):
     """One condition a candidate must meet to replace the baseline."""
 
     metric: str
-    """A metric's plain name, as `sftline eval --json` prints it: accuracy, macro_f1, ece, ..."""
+    """A metric's plain name, as `sftline eval --json` prints it: accuracy, macro_f1, ece, ...
+    (see sftline.contract.metrics); an unknown name is a configuration error."""
     slices: Literal["overall", "critical", "all"] | list[str] = "overall"
     """Where it applies: overall, each critical slice, every slice, or the named slices."""
     max_drop: float | None = Field(default=None, ge=0)
@@ -183,10 +139,29 @@ class ReleaseCriterion(_Strict):
     max: float | None = None
     """The candidate's value must be at most this."""
 
+    @field_validator("metric")
+    @classmethod
+    def _measured_by_eval(cls, name: str) -> str:
+        try:
+            eval_metric(name)
+        except UnknownMetric as exc:
+            raise ValueError(str(exc)) from exc
+        return name
+
     @model_validator(mode="after")
     def _has_a_bound(self) -> ReleaseCriterion:
         if self.max_drop is None and self.min is None and self.max is None:
             raise ValueError(f"criterion on {self.metric!r} needs max_drop, min or max")
+        # Every metric is at least 0, and a rate or score at most 1: a bound past them cannot be met.
+        problems = []
+        if self.min is not None and self.max is not None and self.min > self.max:
+            problems.append(f"min {self.min:g} is above max {self.max:g}")
+        if self.max is not None and self.max < 0:
+            problems.append(f"max {self.max:g} is below 0, the least {self.metric} can be")
+        if self.min is not None and self.min > 1 and eval_metric(self.metric).kind in BOUNDED_KINDS:
+            problems.append(f"min {self.min:g} is above 1, the most {self.metric} can be")
+        if problems:
+            raise ValueError(f"{'; '.join(problems)}: the criterion could never pass")
         return self
 
 
@@ -206,14 +181,52 @@ class ReleaseConfig(_Strict):
     criteria: list[ReleaseCriterion] = Field(default_factory=_default_criteria)
     """Checked in order. A relative criterion fails when the paired 95% interval of the change lies
     wholly beyond the allowed drop, passes when it lies wholly within it, and is inconclusive
-    otherwise. A criterion on a metric the task does not have is skipped."""
+    otherwise. A criterion on a metric the task does not have is skipped; a verdict all of whose
+    criteria were skipped is inconclusive. At least one criterion is required."""
+
+    @field_validator("criteria")
+    @classmethod
+    def _not_empty(cls, criteria: list[ReleaseCriterion]) -> list[ReleaseCriterion]:
+        if not criteria:
+            raise ValueError("no criteria; a verdict needs one or more, e.g. {metric: accuracy, max_drop: 0}")
+        return criteria
+
+
+STATION_ORDER = ("import", "check", "split", "mix", "train", "eval")
+"""The stations `sftline run` runs, in this order (the keys of `line:`)."""
+
+
+class LineConfig(_Strict):
+    """`sftline run`: each station's settings are the long options of its command (dashes become
+    underscores). A station set to null, or absent, is not run."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    import_: list[ImportSettings] = Field(default_factory=list, alias="import")
+    """`sftline data import` of each file, in order (paths relative to the project folder)."""
+    check: CheckSettings | None = None
+    """`sftline data check`."""
+    split: SplitSettings | None = None
+    """`sftline data split`."""
+    mix: MixSettings | None = None
+    """`sftline data mix`."""
+    train: TrainConfig | None = None
+    """`sftline train`."""
+    eval: EvalStationSettings | None = None
+    """`sftline eval` of the trained model (or `model:`), with the verdict against `baseline:`."""
 
 
 class ProjectConfig(_Strict):
     """The whole of sftline.yaml."""
 
+    # pydantic before 2.10 reserves names starting with `model_`; `model_name` is not one of its own.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
     project: str
     """The project's name."""
+    model_name: str | None = None
+    """The name of the model this project makes; the registry, serving and monitoring default to it.
+    Default: the project's name."""
     database_url: str | None = None
     """SQLAlchemy URL of the record; default SQLite in .sftline/record.db. SFTLINE_DB_URL overrides."""
     base_model: str | None = None
@@ -221,14 +234,37 @@ class ProjectConfig(_Strict):
     contract: Contract = Contract()
     gates: GatesConfig = GatesConfig()
     release: ReleaseConfig = ReleaseConfig()
+    line: LineConfig | None = None
+    """The stations `sftline run` runs (see LineConfig)."""
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"invalid model name {value!r}: use letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit (at most 200 characters)"
+            )
+        return value
+
+    @property
+    def effective_model_name(self) -> str:
+        """`model_name`, else the project's name."""
+        return self.model_name or self.project
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """Each problem as `dotted.path: message`."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return problems
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: {error.error_count()} problem(s)"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {where}: {message}")
+    lines += [f"  - {problem}" for problem in validation_problems(error)]
     return "\n".join(lines)
 
 
@@ -238,7 +274,7 @@ def parse_config(data: Any, source: str) -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, source), validation_problems(exc)) from exc
 
 
 def load_settings(model: type[_M], path: Path | None, overrides: dict[str, Any], what: str) -> _M:
@@ -256,7 +292,8 @@ def load_settings(model: type[_M], path: Path | None, overrides: dict[str, Any],
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else f"{what} options")) from exc
+        source = str(path) if path else f"{what} options"
+        raise ConfigError(format_validation_error(exc, source), validation_problems(exc)) from exc
 
 
 def load_config(path: Path) -> ProjectConfig:
@@ -305,10 +342,16 @@ class Project:
     @classmethod
     def find(cls, start: Path | None = None) -> Project:
         """The project at `start` or the nearest folder above it holding sftline.yaml."""
-        here = (start or Path.cwd()).resolve()
-        for folder in (here, *here.parents):
-            if (folder / CONFIG_FILE).is_file():
-                return cls(folder, load_config(folder / CONFIG_FILE))
-        raise ProjectNotFound(
-            f"no {CONFIG_FILE} in {here} or above; run `sftline init <folder>` or pass --project"
-        )
+        path = find_config_file(start)
+        return cls(path.parent, load_config(path))
+
+
+def find_config_file(start: Path | None = None) -> Path:
+    """sftline.yaml in `start` (default: the working directory) or the nearest folder above it."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder / CONFIG_FILE
+    raise ProjectNotFound(
+        f"no {CONFIG_FILE} in {here} or above; run `sftline init <folder>` or pass --project"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SftlineError(Exception):
     """Root of every error sftline reports to a user as one line."""
@@ -9,6 +11,11 @@ class SftlineError(Exception):
 
 class ConfigError(SftlineError):
     """sftline.yaml (or another config file) is missing or invalid."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
+        """Each problem on its own (`contract.task: ...`); the message when it is the only one."""
 
 
 class ProjectNotFound(SftlineError):
@@ -49,3 +56,11 @@ class FrozenDatasetError(SftlineError):
 
 class TrainingError(SftlineError):
     """Training cannot start or continue (bad masks, no data, a resume that does not match)."""
+
+
+class StationBusy(SftlineError):
+    """The same station (or the whole line) is running in another process."""
+
+
+class LineageError(SftlineError):
+    """An artifact named for `sftline lineage` is not in the record."""

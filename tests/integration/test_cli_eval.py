@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from sftline.record.schema import EvalOutput, Evaluation
@@ -64,7 +65,7 @@ def test_batched_generation_answers_as_one_prompt_at_a_time(
     one = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--batch-size", "1", "--force")
     many = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--batch-size", "16", "--force")
     with Workspace.find(chat_project) as workspace:
-        from sftline.evals.runner import load_outputs
+        from sftline.stations.evaluate import load_outputs
 
         a = load_outputs(workspace, one["sections"][0]["evaluation"])
         b = load_outputs(workspace, many["sections"][0]["evaluation"])
@@ -102,14 +103,50 @@ def test_classifier_eval_compare_and_verdict(
     every = abstaining["sections"][0]["metrics"]["overall"]
     assert every["abstention_rate"]["value"] == 1.0 and every["abstention_recall"]["value"] == 1.0
 
+    # Exit 0: twelve steps at lr 1e-3 are clearly more accurate than two at 1e-5.
     compared = run_json(capsys, "eval", "compare", first, second, "--on", "intents", "--html", "cmp.html")
-    assert compared["verdict"] in ("pass", "fail", "inconclusive")
+    assert compared["verdict"] == "pass"
     verdict = compared["sections"][0]["comparison"]["verdict"]
     assert verdict["verdict"] == compared["verdict"]
     assert {c["metric"] for c in verdict["checks"]} == {"accuracy"}  # no critical slices, no JSON
     assert "mcnemar" in compared["sections"][0]["comparison"]
     html = Path("cmp.html").read_text()
     assert compared["verdict"] in html
+
+
+def set_release_criteria(project: Path, criteria: list[dict[str, object]]) -> None:
+    path = project / "sftline.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["release"]["criteria"] = criteria
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_the_exit_status_tells_the_verdict(chat_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """0 pass, 3 fail, 4 inconclusive. The tiny model against itself: every change is exactly 0, and
+    its random answers never match an intent's name, so its accuracy is 0."""
+    plain = run_json(capsys, "eval", "tiny", *CHAT_EVAL)
+    assert "verdict" not in plain  # no baseline, no verdict: exit 0
+    # The default criteria: accuracy must not drop (it changes by exactly 0); no JSON to check.
+    passed = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--baseline", "tiny")
+    assert passed["verdict"] == "pass"
+
+    set_release_criteria(chat_project, [{"metric": "accuracy", "min": 1.0}])
+    failed = run_json(capsys, "eval", "compare", "tiny", "tiny", *CHAT_EVAL, code=3)["out"]
+    assert failed["verdict"] == "fail"
+    assert failed["sections"][0]["comparison"]["verdict"]["reasons"] == [
+        "accuracy on overall is 0.0000, below the minimum 1"
+    ]
+
+    set_release_criteria(chat_project, [{"metric": "schema_compliance", "min": 1.0}])  # a text task
+    unsure = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--baseline", "tiny", code=4)["out"]
+    assert unsure["verdict"] == "inconclusive"
+    reasons = unsure["sections"][0]["comparison"]["verdict"]["reasons"]
+    assert reasons[0].startswith("no release criterion applied (skipped: schema_compliance min 1 (overall))")
+
+    set_release_criteria(chat_project, [{"metric": "acuracy", "min": 0.5}, {"metric": "accuracy", "min": 2}])
+    bad = run_json(capsys, "eval", "tiny", *CHAT_EVAL, "--baseline", "tiny", code=1)["err"]
+    assert "release.criteria.0.metric: unknown metric 'acuracy' (did you mean 'accuracy'?)" in bad
+    assert "release.criteria.1: min 2 is above 1, the most accuracy can be" in bad
 
 
 def test_eval_errors_name_what_is_missing(chat_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,8 +167,11 @@ def test_training_keeps_the_checkpoint_with_the_best_holdout_behaviour(
         run = session.scalars(select(Run).where(Run.name == summary["run"])).one()
         names = set(session.scalars(select(RunMetric.name).where(RunMetric.run_id == run.id)))
     assert {"eval_loss", "eval_exact_match", "eval_stop_rate", "eval_output_tokens"} <= names
-    bad = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "bleu", code=1)
-    assert "eval_metric 'bleu' was not measured" in bad["err"] and "exact_match" in bad["err"]
+    unknown = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "exact_mach", code=1)["err"]
+    assert "eval_metric: unknown metric 'exact_mach' (did you mean 'exact_match'?)" in unknown
+    # A registered metric this task lacks (a chat model has no label set) fails at the first evaluation.
+    bad = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "macro_f1", code=1)
+    assert "eval_metric 'macro_f1' was not measured" in bad["err"] and "exact_match" in bad["err"]
 
 
 def test_generation_settings_do_not_rerun_a_classifier(

@@ -49,6 +49,7 @@ def test_split_freeze_and_mix_on_clinc150(
         p: v["content_hash"] for p, v in parts.items()
     }
     assert not any(v["created"] for v in again["parts"].values())
+    assert again["station"] == "cached" and again["key"] == split["key"]
 
     frozen = run_json(capsys, "data", "gold", "freeze", "clinc-gold")
     assert frozen["gold"] == "clinc-gold@v1" and frozen["created"]

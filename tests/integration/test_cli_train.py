@@ -1,4 +1,4 @@
-"""`sftline train` end to end on a tiny random model: outputs, record, resume after kill -9."""
+"""`sftline train` end to end on a tiny random model: outputs, record, leases, resume after kill -9."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from sftline.errors import TrainingError
+from sftline.models import materialise
+from sftline.record.leases import hostname
+from sftline.record.queries import evaluation_named, get_run
+from sftline.record.workspace import Workspace
+from sftline.stations.train import start_run
+from sftline.train.config import TrainConfig
 from tests.integration.conftest import classify_rows
 from tests.support.cli import run_json
 
@@ -42,7 +50,7 @@ TRAIN = [
 
 
 def test_train_writes_the_model_folder_manifest_and_record(
-    chat_project: Path, capsys: pytest.CaptureFixture[str]
+    chat_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     summary = run_json(capsys, *TRAIN)
     assert summary["status"] == "completed" and summary["steps"] == 12
@@ -73,6 +81,120 @@ def test_train_writes_the_model_folder_manifest_and_record(
     assert losses[-1] < losses[0]
     listed = run_json(capsys, "runs", "list")
     assert listed[0]["name"] == summary["run"] and listed[0]["status"] == "completed"
+    # The exported folder was renamed into place whole: no temporary folder or file is left.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "checkpoints", "manifest.json", "model"]
+    # Its content hash is taken once, at export, into the record and the manifest.
+    files, model_hash = materialise.hash_folder(run_dir / "model")
+    assert manifest["model"] == {"content_hash": model_hash, "files": files}
+    assert sorted(files) == sorted(p.name for p in (run_dir / "model").iterdir())
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        row = get_run(session, summary["run"])
+        assert (row.model_hash, row.model_files, row.error) == (model_hash, files, None)
+    assert listed[0]["model_hash"] == model_hash
+
+    # An eval of the run takes the recorded hash instead of hashing the folder again. (Its base,
+    # `tiny`, is also a folder in the project, and a folder named on the command line is hashed.)
+    def hash_all_but_the_run(path: Path) -> tuple[dict[str, str], str]:
+        if Path(path).resolve() == (run_dir / "model").resolve():
+            raise AssertionError(f"hashed {path}")
+        return hash_folder(path)
+
+    hash_folder = materialise.hash_folder
+    monkeypatch.setattr(materialise, "hash_folder", hash_all_but_the_run)
+    evaluated = run_json(
+        capsys, "eval", summary["run"], "--on", "intents", "--sample", "2", "--max-new-tokens", "2"
+    )
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        evaluation = evaluation_named(session, evaluated["sections"][0]["evaluation"])
+        assert evaluation.model_hash == model_hash
+
+
+def _start(project: Path, **settings: object) -> dict[str, object]:
+    """`start_run` itself, as the CLI's `train` calls it, on the arguments of TRAIN."""
+    config = TrainConfig.model_validate(
+        {"base": "tiny", "data": "intents", "max_steps": 12, "batch_tokens": 256, "seed": 3, **settings}
+    )
+    with Workspace.find(project) as workspace:
+        return start_run(workspace, config)
+
+
+def test_a_run_whose_data_preparation_fails_is_recorded_failed_with_its_error(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No rendered chat fits in 8 tokens: preparation refuses the data after the run's row exists.
+    with pytest.raises(TrainingError, match=r"no example fits max_length 8 \(policy drop\)"):
+        _start(chat_project, max_length=8)
+    [listed] = run_json(capsys, "runs", "list")
+    assert (listed["status"], listed["error"]) == ("failed", "no example fits max_length 8 (policy drop)")
+    assert listed["finished_at"] is None and listed["model_hash"] is None
+    assert not (chat_project / ".sftline" / "runs" / listed["name"] / "model").exists()
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "error"),
+    [
+        (KeyboardInterrupt(), "interrupted", None),
+        (
+            RuntimeError("CUDA error:\n  device-side assert"),
+            "failed",
+            "RuntimeError: CUDA error: device-side assert",
+        ),
+    ],
+)
+def test_what_ends_a_run_after_its_row_exists_is_recorded(
+    chat_project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    status: str,
+    error: str | None,
+) -> None:
+    def build_model(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr("sftline.stations.train.build_model", build_model)
+    with pytest.raises(type(raised)):
+        _start(chat_project)
+    [listed] = run_json(capsys, "runs", "list")
+    assert (listed["status"], listed["error"]) == (status, error)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_runs_list_shows_a_stale_running_row_interrupted_without_writing(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(TrainingError):
+        _start(chat_project, max_length=8)  # a run row, cheaply
+    now = datetime.now(timezone.utc)
+    leases = {
+        "dead pid, fresh heartbeat": (_dead_pid(), now, "interrupted"),
+        "live pid, heartbeat an hour old": (os.getpid(), now - timedelta(hours=1), "interrupted"),
+        "live pid, fresh heartbeat": (os.getpid(), now, "running"),
+    }
+    with Workspace.find(chat_project) as workspace:
+        for case, (pid, beat, shown) in leases.items():
+            with workspace.record.session() as session:
+                row = get_run(session, "run-0001")
+                row.status, row.pid, row.host, row.heartbeat_at = "running", pid, hostname(), beat
+            [listed] = run_json(capsys, "runs", "list")
+            assert listed["status"] == shown, case
+            assert run_json(capsys, "runs", "show", "run-0001")["status"] == shown, case
+            with workspace.record.session() as session:
+                stored = get_run(session, "run-0001")
+                assert stored.heartbeat_at is not None
+                # SQLite hands back UTC without its zone.
+                stored_beat = stored.heartbeat_at.replace(tzinfo=stored.heartbeat_at.tzinfo or timezone.utc)
+                assert (stored.status, stored.pid, stored_beat) == ("running", pid, beat), case
+        # A live lease also refuses a resume that would train beside its holder.
+        with pytest.raises(TrainingError, match="run-0001: the run is still running"):
+            start_run(workspace, TrainConfig.model_validate(stored.config), resume="run-0001")
+        with workspace.record.session() as session:
+            assert get_run(session, "run-0001").pid == os.getpid()
 
 
 def test_kill_minus_nine_then_resume_gives_the_same_weights(
@@ -80,7 +202,8 @@ def test_kill_minus_nine_then_resume_gives_the_same_weights(
 ) -> None:
     longer = [a if a != "12" else "150" for a in TRAIN]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "sftline", *longer, "--json"]
+    # --force: the same inputs and settings would otherwise reuse the first run instead of training.
+    command = [sys.executable, "-m", "sftline", *longer, "--force", "--json"]
     # An uninterrupted 150-step run in-process, and one killed with SIGKILL after its first checkpoint.
     full = run_json(capsys, *longer)
     process = subprocess.Popen(

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("ray")
 
 from sftline.cli.main import main  # noqa: E402
-from sftline.config import Contract, GatesConfig, OutputFormat  # noqa: E402
+from sftline.config import GatesConfig  # noqa: E402
+from sftline.contract.spec import Contract, OutputFormat  # noqa: E402
 from sftline.data.example import Example, Provenance  # noqa: E402
 from sftline.gates.engine import LocalEngine, RayEngine  # noqa: E402
 from sftline.gates.lengths import WhitespaceCounter  # noqa: E402

@@ -10,89 +10,56 @@ import typer
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
-from sftline.cli.output import console, print_json, progress_bar
-from sftline.errors import ConfigError, SftlineError
+from sftline.cli.options import Overrides, settings_command
+from sftline.cli.output import console, print_json, progress_bar, require_folder
+from sftline.errors import SftlineError
+from sftline.gates.settings import CheckSettings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 
 
-def _gates_config(path: Path | None) -> Any:
-    from sftline.config import GatesConfig, format_validation_error
-
-    if path is None:
-        return None
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read gate config ({exc})") from exc
-    data = data.get("gates", data) if isinstance(data, dict) else data
-    try:
-        return GatesConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from exc
-
-
+@settings_command(CheckSettings, arguments=("dataset",))
 def check(
-    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION to check.")],
-    against: Annotated[
-        list[str],
-        typer.Option(
-            "--against", help="A holdout, gold or eval set version to test for contamination (repeatable)."
-        ),
-    ] = [],  # noqa: B006
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="A YAML file of gate settings (default: sftline.yaml's gates)."),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="local (in-process) or ray (Ray Data; a local instance unless RAY_ADDRESS is set)."
-        ),
-    ] = "local",
+    overrides: Overrides,
     html: Annotated[
         Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Check again though this version was checked with these gates.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Run the quality gates; quarantine what they block and version the accepted examples."""
-    from sftline.gates.check import check_version
+    from sftline.config import load_settings
     from sftline.reports.gates import render_gate_report
+    from sftline.stations.check import check_station
 
-    if engine not in ("local", "ray"):
-        raise SftlineError(f"--engine {engine!r}: use local or ray")
-    from sftline.gates.engine import make_engine
-
-    gates_config = _gates_config(config)
-    runner = make_engine(engine)
-    with open_workspace() as workspace, progress_bar(f"checking {ref}", quiet=json_output) as update:
-        outcome = check_version(
-            workspace,
-            ref,
-            against=against,
-            gates_config=gates_config,
-            engine=runner,
-            progress=lambda done, total, _name: update(done, total),
+    settings = load_settings(CheckSettings, None, overrides, "check options")
+    require_folder(html, "--html")
+    with (
+        open_workspace() as workspace,
+        progress_bar(f"checking {settings.dataset}", quiet=json_output) as update,
+    ):
+        result = check_station(
+            workspace, settings, force=force, progress=lambda done, total, _name: update(done, total)
         )
+        report = json.loads(workspace.objects.get_bytes(result.result["report_object"]))
     if html is not None:
-        html.write_text(render_gate_report(outcome.report), encoding="utf-8")
+        html.write_text(render_gate_report(report), encoding="utf-8")
     summary = {
-        "report_id": outcome.report_id,
-        "version_checked": outcome.checked,
-        **outcome.result.summary(),
-        "created_version": outcome.created_version,
-        "version": outcome.version,
+        **result.result,
         "html": str(html) if html else None,
+        "station": result.status,
+        "key": result.key,
     }
+    if result.status == "cached":
+        summary["created_version"] = False
     if json_output:
         print_json(summary)
     else:
-        _print_check(summary, outcome.report)
-    if not outcome.result.passed:
-        raise SftlineError(f"check of {outcome.checked} failed: {'; '.join(outcome.result.failures)}")
+        _print_check(summary, report)
+    if summary["status"] == "failed":
+        raise SftlineError(f"check of {summary['version_checked']} failed: {'; '.join(summary['failures'])}")
 
 
 def _print_check(summary: dict[str, Any], report: dict[str, Any]) -> None:
@@ -140,20 +107,12 @@ def rejects(
 ) -> None:
     """The examples the latest check of a version quarantined, with gate, reason and detail."""
     import pyarrow.parquet as pq
-    from sqlalchemy import or_, select
 
-    from sftline.data.versions import resolve
-    from sftline.record.schema import GateReport
+    from sftline.record.queries import latest_gate_report, resolve
 
     with open_workspace() as workspace, workspace.record.session() as session:
         version = resolve(session, ref)
-        report = session.scalars(
-            select(GateReport)
-            .where(
-                or_(GateReport.checked_version_id == version.id, GateReport.result_version_id == version.id)
-            )
-            .order_by(GateReport.id.desc())
-        ).first()
+        report = latest_gate_report(session, version)
         if report is None:
             raise SftlineError(f"{version.ref} has not been checked; run `sftline data check {version.ref}`")
         rows = (

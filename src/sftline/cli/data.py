@@ -10,7 +10,10 @@ import typer
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
+from sftline.cli.options import Overrides, settings_command
 from sftline.cli.output import console, print_json, progress_bar
+from sftline.data.importer import describe_quarantined
+from sftline.data.settings import ImportSettings
 from sftline.errors import ImportInputError
 
 app = typer.Typer(help="Import, inspect, export and compare dataset versions.", no_args_is_help=True)
@@ -19,90 +22,44 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable o
 QUARANTINE_SHOWN = 10  # bad records listed in the human summary (all of them are in --json)
 
 
-def _parse_tags(tags: list[str]) -> dict[str, str]:
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ImportInputError(f"--tag {tag!r}: expected KEY=VALUE, e.g. --tag domain=banking")
-        parsed[key.strip()] = value.strip()
-    return parsed
-
-
 @app.command("import")
+@settings_command(ImportSettings, arguments=("path",))
 def import_(
-    path: Annotated[Path, typer.Argument(help="The data file: .jsonl, .json, .csv, .tsv or .parquet.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Dataset name, e.g. support.")],
-    format: Annotated[
-        str,
-        typer.Option(
-            "--format", "-f", help="auto, chat, prompt-completion, alpaca, classification or pairs."
-        ),
-    ] = "auto",
-    text_field: Annotated[
-        str | None, typer.Option(help="Classification: the column with the input text.")
-    ] = None,
-    label_field: Annotated[
-        str | None, typer.Option(help="Classification: the column with the label.")
-    ] = None,
-    id_field: Annotated[str, typer.Option(help="Field holding a record's own id, if any.")] = "id",
-    tag: Annotated[
-        list[str], typer.Option("--tag", help="KEY=VALUE tag for every example (repeatable).")
-    ] = [],  # noqa: B006
-    tag_field: Annotated[
-        list[str], typer.Option(help="A field whose value becomes a tag (repeatable).")
-    ] = [],  # noqa: B006
-    label_groups: Annotated[
-        list[str],
-        typer.Option(help="TAG=FILE.json: tag each example with the group of its label (repeatable)."),
-    ] = [],  # noqa: B006
-    split: Annotated[
-        list[str],
-        typer.Option(
-            "--split", help="JSON documents of one array per split: import only these (repeatable)."
-        ),
-    ] = [],  # noqa: B006
-    append: Annotated[
-        bool, typer.Option(help="Add to the head version instead of replacing its content.")
+    overrides: Overrides,
+    force: Annotated[
+        bool, typer.Option("--force", help="Import again though this file was imported with these options.")
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Import a file as a new version of a dataset; bad records are quarantined with reasons."""
-    from sftline.data.formats import FormatOptions
-    from sftline.data.importer import ImportOptions, load_label_groups
-    from sftline.data.ingest import ingest
+    from sftline.config import load_settings
+    from sftline.stations.ingest import import_station
 
-    groups = {}
-    for spec in label_groups:
-        tag_name, sep, file_name = spec.partition("=")
-        if not sep:
-            raise ImportInputError(
-                f"--label-groups {spec!r}: expected TAG=FILE.json, e.g. domain=domains.json"
-            )
-        groups[tag_name] = load_label_groups(Path(file_name))
-    options = ImportOptions(
-        format=format,
-        fields=FormatOptions(
-            text_field=text_field, label_field=label_field, id_field=id_field, tag_fields=tuple(tag_field)
-        ),
-        tags=_parse_tags(tag),
-        label_groups=groups,
-        splits=tuple(split),
-    )
-    with open_workspace() as workspace, progress_bar(f"importing {path.name}", quiet=json_output) as update:
-        outcome = ingest(workspace, name, path, options, append=append, progress=update)
-    summary = outcome.summary()
+    settings = load_settings(ImportSettings, None, overrides, "import options")
+    with (
+        open_workspace() as workspace,
+        progress_bar(f"importing {settings.path.name}", quiet=json_output) as update,
+    ):
+        result = import_station(workspace, settings, root=Path.cwd(), force=force, progress=update)
+    summary = {**result.result, "station": result.status, "key": result.key}
+    if result.status == "cached":
+        summary["created_version"] = False  # this command made nothing new
     if json_output:
         print_json(summary)
     else:
-        _print_import(summary, outcome.result.quarantined)
-    if outcome.commit is None:
+        _print_import(summary)
+    if summary["version"] is None:
+        quarantined = summary["quarantined"]
         raise ImportInputError(
-            f"{path}: no record was accepted ({summary['quarantined']} quarantined); nothing versioned"
+            f"{settings.path}: no record was accepted ({quarantined} quarantined); nothing versioned"
         )
 
 
-def _print_import(summary: dict[str, Any], quarantined: list[Any]) -> None:
+def _print_import(summary: dict[str, Any]) -> None:
+    if summary["station"] == "cached":
+        console.print(
+            f"[cyan]cached[/]: this file was imported with these options before (key {summary['key'][:12]})"
+        )
     if summary["detected"]:
         console.print(f"detected format: [bold]{summary['detected']}[/]")
     console.print(
@@ -116,8 +73,9 @@ def _print_import(summary: dict[str, Any], quarantined: list[Any]) -> None:
         for reason, count in summary["reasons"].items():
             table.add_row(reason, str(count))
         console.print(table)
+        quarantined = summary["quarantine"]
         for record in quarantined[:QUARANTINE_SHOWN]:
-            console.print(f"  {record.describe()}", markup=False)
+            console.print(f"  {describe_quarantined(record)}", markup=False)
         if len(quarantined) > QUARANTINE_SHOWN:
             console.print(f"  ... and {len(quarantined) - QUARANTINE_SHOWN} more (see --json)")
     version = summary["version"]
@@ -136,14 +94,12 @@ def _print_import(summary: dict[str, Any], quarantined: list[Any]) -> None:
 @app.command("list")
 def list_(json_output: JsonFlag = False) -> None:
     """List datasets with their head versions."""
-    from sqlalchemy import select
-
-    from sftline.data.versions import head, version_summary
-    from sftline.record.schema import Dataset
+    from sftline.data.versions import version_summary
+    from sftline.record.queries import datasets, head
 
     with open_workspace() as workspace, workspace.record.session() as session:
         rows: list[dict[str, Any]] = []
-        for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
+        for dataset in datasets(session):
             version = head(session, dataset)
             rows.append(
                 {
@@ -190,7 +146,9 @@ def show(
     json_output: JsonFlag = False,
 ) -> None:
     """Show a version: counts, slices, labels, provenance and the first examples."""
-    from sftline.data.versions import load_examples, resolve, version_summary
+    from sftline.data.versions import version_summary
+    from sftline.record.queries import resolve
+    from sftline.stations.versions import load_examples
 
     with open_workspace() as workspace, workspace.record.session() as session:
         version = resolve(session, ref)
@@ -235,7 +193,8 @@ def versions(
     name: Annotated[str, typer.Argument(help="Dataset name.")], json_output: JsonFlag = False
 ) -> None:
     """List every version of a dataset with its changelog."""
-    from sftline.data.versions import list_versions, version_summary
+    from sftline.data.versions import version_summary
+    from sftline.record.queries import list_versions
 
     with open_workspace() as workspace, workspace.record.session() as session:
         rows = [version_summary(v) for v in list_versions(session, name)]
@@ -265,7 +224,8 @@ def diff(
 ) -> None:
     """Examples added, removed and changed between two versions."""
     from sftline.data.diff import diff_examples
-    from sftline.data.versions import load_examples, resolve
+    from sftline.record.queries import resolve
+    from sftline.stations.versions import load_examples
 
     with open_workspace() as workspace, workspace.record.session() as session:
         old, new = resolve(session, before), resolve(session, after)
@@ -312,7 +272,8 @@ def export(
 ) -> None:
     """Write a version to JSONL (OpenAI chat format, or text/label) or Parquet."""
     from sftline.data.export import export_examples
-    from sftline.data.versions import load_examples, resolve
+    from sftline.record.queries import resolve
+    from sftline.stations.versions import load_examples
 
     with open_workspace() as workspace, workspace.record.session() as session:
         version = resolve(session, ref)

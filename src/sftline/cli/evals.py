@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
-from sftline.cli.output import console, print_json, progress_bars
+from sftline.cli.output import console, print_json, progress_bars, require_folder
 from sftline.errors import ConfigError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
@@ -71,7 +71,7 @@ def _print_section(section: dict[str, Any]) -> None:
 
 
 def _settings(suite: Path | None, overrides: dict[str, Any]) -> Any:
-    from sftline.evals.suite import load_suite
+    from sftline.stations.release import load_suite
 
     return load_suite(suite, overrides)
 
@@ -120,8 +120,11 @@ def eval_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Evaluate a model: task and behaviour metrics per slice with 95% intervals, the base model's
-    numbers beside them, and with --baseline (or `eval compare A B`) the release verdict."""
-    from sftline.evals.suite import run_compare, run_suite
+    numbers beside them, and with --baseline (or `eval compare A B`) the release verdict.
+
+    Exit status with a verdict: 0 pass, 3 fail, 4 inconclusive (1 is an error)."""
+    from sftline.evals.compare import VERDICT_EXIT_CODES
+    from sftline.stations.release import eval_station, load_report
 
     overrides: dict[str, Any] = {
         "on": on or [],
@@ -138,19 +141,25 @@ def eval_command(
         raise ConfigError("usage: sftline eval compare BASELINE CANDIDATE --on DATASET")
     if not comparing and len(models) != 1:
         raise ConfigError("give one MODEL (or `compare BASELINE CANDIDATE`)")
+    require_folder(html, "--html")
+    model, baseline_ref = (models[2], models[1]) if comparing else (models[0], baseline)
     with open_workspace() as workspace, progress_bars(quiet=json_output) as announce:
-        if comparing:
-            report = run_compare(workspace, models[1], models[2], settings, announce=announce, force=force)
-        else:
-            report = run_suite(
-                workspace,
-                models[0],
-                settings,
-                baseline_ref=baseline,
-                with_base=not no_base,
-                announce=announce,
-                force=force,
-            )
+        station = eval_station(
+            workspace,
+            settings,
+            model,
+            baseline_ref=baseline_ref,
+            with_base=not (no_base or comparing),
+            announce=announce,
+            force=force,
+        )
+        report = load_report(workspace, station)
+    report.update(station=station.status, key=station.key)
+    if station.status == "cached":  # nothing ran: every section is the stored one
+        for section in report["sections"]:
+            section["reused"] = True
+    if comparing:
+        report["title"] = f"sftline eval compare: {model} against {baseline_ref}"
     if html is not None:
         from sftline.reports.eval import render_eval_report
 
@@ -158,22 +167,22 @@ def eval_command(
         report["html"] = str(html)
     if json_output:
         print_json(report)
-        return
-    for section in report["sections"]:
-        _print_section(section)
+    else:
+        for section in report["sections"]:
+            _print_section(section)
+        if "verdict" in report:
+            style = VERDICT_STYLE[report["verdict"]]
+            console.print(f"\nrelease verdict for {escape(report['model'])}: [{style}]{report['verdict']}[/]")
+        if html is not None:
+            console.print(f"report: {html}")
     if "verdict" in report:
-        style = VERDICT_STYLE[report["verdict"]]
-        console.print(f"\nrelease verdict for {escape(report['model'])}: [{style}]{report['verdict']}[/]")
-    if html is not None:
-        console.print(f"report: {html}")
+        raise typer.Exit(VERDICT_EXIT_CODES[report["verdict"]])
 
 
 @evals_app.command("list")
 def list_evaluations(json_output: JsonFlag = False) -> None:
     """Stored evaluations, newest first."""
-    from sqlalchemy import select
-
-    from sftline.record.schema import Evaluation
+    from sftline.record.queries import evaluations
 
     with open_workspace() as workspace, workspace.record.session() as session:
         rows: list[dict[str, Any]] = [
@@ -188,7 +197,7 @@ def list_evaluations(json_output: JsonFlag = False) -> None:
                 "seconds": round(e.seconds, 1),
                 "created_at": e.created_at.isoformat(timespec="seconds"),
             }
-            for e in session.scalars(select(Evaluation).order_by(Evaluation.id.desc()))
+            for e in evaluations(session)
         ]
     if json_output:
         print_json(rows)

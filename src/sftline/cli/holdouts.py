@@ -8,55 +8,43 @@ import typer
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
+from sftline.cli.options import Overrides, settings_command
 from sftline.cli.output import console, print_json
+from sftline.data.settings import MixSettings, SplitSettings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 gold_app = typer.Typer(help="Gold sets: freeze one so it never changes.", no_args_is_help=True)
 
 
+@settings_command(SplitSettings, arguments=("dataset",))
 def split(
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION to split.")],
-    gold: Annotated[
-        float, typer.Option(help="Share of examples in the gold set (stratified by label).")
-    ] = 0.1,
-    rolling_days: Annotated[
-        float | None, typer.Option(help="Hold out the most recent N days (needs --time-field).")
-    ] = None,
-    time_field: Annotated[str | None, typer.Option(help="Tag holding each example's ISO time.")] = None,
-    targeted: Annotated[
-        list[str],
-        typer.Option("--targeted", help="TAG=VALUE[:SHARE] slice to hold out (repeatable; share 0.2)."),
-    ] = [],  # noqa: B006
-    group_by: Annotated[
-        str, typer.Option(help="near_duplicate, field:TAG or none: what must stay on one side.")
-    ] = "near_duplicate",
-    seed: Annotated[int, typer.Option(help="Seed of every choice; recorded.")] = 7,
+    overrides: Overrides,
+    force: Annotated[bool, typer.Option("--force", help="Split again though this split was made.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Split a version into NAME-train, NAME-gold, NAME-rolling and NAME-<slice> versions."""
-    from sftline.data.holdouts import split_version
-    from sftline.data.splits import SplitPlan, TargetedHoldout
+    from sftline.config import load_settings
+    from sftline.stations.split import split_station
 
-    plan = SplitPlan(
-        gold=gold,
-        rolling_days=rolling_days,
-        time_field=time_field,
-        targeted=tuple(TargetedHoldout.parse(t) for t in targeted),
-        group_by=group_by,
-        seed=seed,
-    )
-    with open_workspace() as workspace, console.status(f"splitting {ref}"):
-        result = split_version(workspace, ref, plan)
+    settings = load_settings(SplitSettings, None, overrides, "split options")
+    with open_workspace() as workspace, console.status(f"splitting {settings.dataset}"):
+        station = split_station(workspace, settings, force=force)
+    result = {**station.result, "station": station.status, "key": station.key}
+    if station.status == "cached":  # this command made nothing new
+        result["parts"] = {name: {**part, "created": False} for name, part in result["parts"].items()}
     if json_output:
         print_json(result)
         return
+    cached = f" [cyan]cached[/] (key {station.key[:12]})" if station.status == "cached" else ""
     console.print(
         f"split {result['source']} (seed {result['seed']}): {result['groups']} groups, "
-        f"largest {result['largest_group']}"
+        f"largest {result['largest_group']}{cached}"
     )
     _parts_table(result["parts"])
     for note in result["notes"]:
         console.print(f"  {note}", markup=False)
+    if "frozen" in result:
+        console.print(f"froze {result['frozen']['gold']} ({result['frozen']['content_hash'][:12]})")
 
 
 def _parts_table(parts: dict[str, Any]) -> None:
@@ -79,7 +67,7 @@ def freeze(
     json_output: JsonFlag = False,
 ) -> None:
     """Lock a gold set at its current version; changes are refused and train sets must not overlap it."""
-    from sftline.data.holdouts import freeze_gold
+    from sftline.stations.split import freeze_gold
 
     with open_workspace() as workspace:
         result = freeze_gold(workspace, name)
@@ -90,29 +78,22 @@ def freeze(
     console.print(f"{verb} {result['gold']} ({result['content_hash'][:12]})")
 
 
+@settings_command(MixSettings)
 def mix(
-    sources: Annotated[
-        list[str], typer.Option("--from", help="A source version (repeatable: rehearsal data).")
-    ],
-    weights: Annotated[
-        str, typer.Option(help='e.g. "domain=banking:0.3,domain=travel:0.2,*:0.5"; dataset=NAME too.')
-    ],
-    total: Annotated[
-        int | None, typer.Option(help="Examples in the mixture (default: all sources' size).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sampling; recorded.")] = 7,
-    name: Annotated[
-        str | None, typer.Option(help="Dataset name of the mixture (default SOURCE-mix).")
-    ] = None,
+    overrides: Overrides,
+    force: Annotated[bool, typer.Option("--force", help="Mix again though this mixture was made.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Sample a training set with fixed proportions per slice; report achieved vs requested."""
-    from sftline.data.holdouts import mix_versions
-    from sftline.data.mixtures import parse_weights
+    from sftline.config import load_settings
+    from sftline.stations.mix import mix_station
 
-    components = parse_weights(weights)
+    settings = load_settings(MixSettings, None, overrides, "mix options")
     with open_workspace() as workspace:
-        result = mix_versions(workspace, sources, components, total=total, seed=seed, name=name)
+        station = mix_station(workspace, settings, force=force)
+    result = {**station.result, "station": station.status, "key": station.key}
+    if station.status == "cached":
+        result["created"] = False
     if json_output:
         print_json(result)
         return

@@ -1,8 +1,9 @@
-"""The `sftline` command. Errors from the library print as one line; `--debug` adds the traceback."""
+"""The `sftline` command. Every error prints as one line; `--debug` adds the traceback."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # OpenMP's default spin-waiting makes every small torch op on a few shared CPU cores cost
@@ -14,12 +15,15 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.traceback import Traceback
 
 from sftline import __version__
 from sftline.cli import check as check_cli
+from sftline.cli import config as config_cli
 from sftline.cli import data as data_cli
 from sftline.cli import evals as evals_cli
 from sftline.cli import holdouts as holdouts_cli
+from sftline.cli import line as line_cli
 from sftline.cli import models as models_cli
 from sftline.cli import train as train_cli
 from sftline.cli.context import state
@@ -37,8 +41,10 @@ check_cli.register(data_cli.app)
 holdouts_cli.register(data_cli.app)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
+app.add_typer(config_cli.app, name="config")
 train_cli.register(app)
 evals_cli.register(app)
+line_cli.register(app)
 
 
 def _version(value: bool) -> None:
@@ -110,22 +116,80 @@ def init(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; `SftlineError` becomes one line on stderr.
+    """Run the CLI and return its exit code. Any error becomes one line on stderr and exit code 1
+    (`--debug` adds the traceback); Ctrl-C exits 130.
 
-    Typer's standalone mode reports usage errors itself and exits; library errors come out
-    of it as exceptions and are caught here, once.
+    Typer's standalone mode reports usage errors itself and exits (a Ctrl-C it turns into exit
+    130, silently); every other error comes out of it as an exception and is caught here, once.
     """
     state.reset()
     try:
         app(args=argv, prog_name="sftline")
     except SystemExit as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:
+            return _fail("interrupted", interrupt, code=130)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except SftlineError as exc:
-        if state.debug:
-            err_console.print_exception()
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        return 1
+    except KeyboardInterrupt as exc:
+        return _fail("interrupted", exc, code=130)
+    except Exception as exc:  # the CLI boundary: whatever went wrong, the user gets one line
+        return _fail(error_message(exc), exc)
     return 0
+
+
+def error_message(exc: Exception) -> str:
+    """The line an error prints as, after `error: `."""
+    if isinstance(exc, SftlineError):
+        return str(exc)
+    if _is_out_of_memory(exc):
+        allocation = re.search(r"Tried to allocate [\d.]+ \w+", str(exc))
+        wanted = f" ({allocation.group(0).replace('Tried', 'tried')})" if allocation else ""
+        return (
+            f"out of memory{wanted}: lower --batch-tokens (and raise --grad-accum to keep the tokens "
+            "per optimizer step) when training, or --batch-size when evaluating"
+        )
+    if isinstance(exc, OSError):
+        reason = exc.strerror or _one_line(str(exc))
+        if exc.filename is None:
+            return f"{reason} ({type(exc).__name__}; rerun with --debug for the traceback)"
+        target = repr(str(exc.filename))
+        if exc.filename2 is not None:
+            target += f" -> {str(exc.filename2)!r}"
+        return f"cannot access {target}: {reason}"
+    return (
+        f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug for the traceback)"
+    )
+
+
+def _is_out_of_memory(exc: Exception) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    # torch raises its own out-of-memory error (CUDA and CPU alike), and only once it is loaded.
+    torch = sys.modules.get("torch")
+    torch_oom = getattr(torch, "OutOfMemoryError", None)
+    return isinstance(torch_oom, type) and isinstance(exc, torch_oom)
+
+
+def _interrupt_behind(stop: SystemExit) -> KeyboardInterrupt | None:
+    """The Ctrl-C behind an exit, when typer turned one into it."""
+    cause = stop.__cause__ or stop.__context__
+    for _ in range(8):  # typer chains SystemExit <- Exit <- KeyboardInterrupt; a few links suffice
+        if cause is None or isinstance(cause, KeyboardInterrupt):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _fail(message: str, exc: BaseException, *, code: int = 1) -> int:
+    if state.debug:
+        err_console.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
+    err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    return code
 
 
 def run() -> None:

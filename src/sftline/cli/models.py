@@ -22,21 +22,19 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable o
 
 
 def _save(workspace: Workspace, model: MaterialisedModel) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from sftline.record.schema import BaseModelEntry
+    from sftline.record.queries import save_base_model
 
     with workspace.record.session() as session:
-        entry = session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == model.name)).first()
-        if entry is None:
-            entry = BaseModelEntry(name=model.name)
-            session.add(entry)
-        entry.kind = model.kind
-        entry.path = str(model.path)
-        entry.source = model.source
-        entry.content_hash = model.content_hash
-        entry.files = model.files
-        entry.n_parameters = model.n_parameters
+        save_base_model(
+            session,
+            model.name,
+            kind=model.kind,
+            path=str(model.path),
+            source=model.source,
+            content_hash=model.content_hash,
+            files=model.files,
+            n_parameters=model.n_parameters,
+        )
     return _model_json(model)
 
 
@@ -55,15 +53,11 @@ def _model_json(model: MaterialisedModel) -> dict[str, Any]:
 @app.command("list")
 def list_(json_output: JsonFlag = False) -> None:
     """The embedded defaults and every model registered in this project."""
-    from sqlalchemy import select
-
     from sftline.models import EMBEDDED
-    from sftline.record.schema import BaseModelEntry
+    from sftline.record.queries import base_models
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        registered = {
-            e.name: e for e in session.scalars(select(BaseModelEntry).order_by(BaseModelEntry.name))
-        }
+        registered = {e.name: e for e in base_models(session)}
         rows = []
         for name, entry in EMBEDDED.items():
             saved = registered.pop(name, None)

@@ -6,6 +6,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -22,8 +24,17 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from sftline.cli.progress import Pace, format_rate, progress_lines
+from sftline.errors import SftlineError
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False)
+
+
+def require_folder(path: Path | None, option: str) -> None:
+    """Fail before any work when an output file's folder does not exist (not after it is done)."""
+    if path is not None and not path.parent.is_dir():
+        raise SftlineError(f"{option} {path}: the folder {path.parent} does not exist")
 
 
 def print_json(data: Any) -> None:
@@ -41,7 +52,12 @@ class RateColumn(ProgressColumn):
 @contextmanager
 def progress_bars(*, quiet: bool) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
     """One rich display; `add(description)` starts a bar (rate and ETA) and returns its
-    `update(done, total)`. Silent when `quiet` or when stderr is not a terminal."""
+    `update(done, total)`. Silent when `quiet`; plain lines (`description: done/total (rate/s,
+    eta 3m12s)`, see `ProgressLines`) when stderr is not a terminal."""
+    if not quiet and not err_console.is_terminal:
+        with progress_lines(err_console) as start:
+            yield lambda description: start(partial(_plain_line, description)).update
+        return
     columns = [
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -51,7 +67,6 @@ def progress_bars(*, quiet: bool) -> Iterator[Callable[[str], Callable[[int, int
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    quiet = quiet or not err_console.is_terminal
     with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
 
         def add(description: str) -> Callable[[int, int], None]:
@@ -59,6 +74,12 @@ def progress_bars(*, quiet: bool) -> Iterator[Callable[[str], Callable[[int, int
             return lambda done, total: progress.update(task, completed=done, total=total)
 
         yield add
+
+
+def _plain_line(description: str, pace: Pace) -> str:
+    parts = [format_rate(pace.rate)] if pace.rate else []
+    parts += [pace.timing] if pace.timing else []
+    return f"{description}: {pace.counts}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 @contextmanager

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
+from sftline.cli.options import Overrides, settings_command
 from sftline.cli.output import console, err_console, print_json
-from sftline.errors import TrainingError
+from sftline.cli.progress import Pace, progress_lines
+from sftline.record.leases import shown_status
+from sftline.train.config import TrainConfig
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 runs_app = typer.Typer(help="Training runs: list and inspect.", no_args_is_help=True)
@@ -19,120 +25,61 @@ runs_app = typer.Typer(help="Training runs: list and inspect.", no_args_is_help=
 
 def _config(path: Path | None, overrides: dict[str, Any]) -> Any:
     from sftline.config import load_settings
-    from sftline.train.config import TrainConfig
 
     return load_settings(TrainConfig, path, overrides, "training settings")
 
 
+@settings_command(TrainConfig)
 def train(
+    overrides: Overrides,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="A YAML file of training settings.")
-    ] = None,
-    base: Annotated[
-        str | None, typer.Option(help="Base model (smollm2-135m-instruct or a registered name).")
-    ] = None,
-    data: Annotated[str | None, typer.Option(help="Training data: NAME or NAME@VERSION.")] = None,
-    method: Annotated[str | None, typer.Option(help="lora (default) or full.")] = None,
-    task: Annotated[str | None, typer.Option(help="chat (default: the contract's task).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the data (default 1).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (2e-4 LoRA, 2e-5 full).")] = None,
-    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per packed micro-batch (8192).")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step (1).")] = None,
-    row_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per packed row of a micro-batch (1024).")
-    ] = None,
-    prefix_sharing: Annotated[
-        bool | None,
-        typer.Option(
-            "--prefix-sharing/--no-prefix-sharing",
-            help="Compute the tokens most examples start with once per row (default on).",
-        ),
-    ] = None,
-    parallel: Annotated[
-        str | None, typer.Option(help="Under torchrun: auto (fsdp for full, else ddp), ddp or fsdp.")
-    ] = None,
-    eval_on: Annotated[str | None, typer.Option(help="Holdout evaluated during training.")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations (50).")] = None,
-    eval_metric: Annotated[
-        str | None,
-        typer.Option(
-            help="Picks the best checkpoint: loss, or a behaviour metric (accuracy, macro_f1, ...)."
-        ),
-    ] = None,
-    eval_max_new_tokens: Annotated[
-        int | None, typer.Option(help="Generation limit when measuring a chat model's holdout behaviour.")
-    ] = None,
-    early_stop_patience: Annotated[
-        int | None, typer.Option(help="Evaluations without gain before stopping.")
-    ] = None,
-    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (50).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice; recorded.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 (default) or bfloat16 (GPU).")] = None,
-    max_length: Annotated[
-        int | None, typer.Option(help="Longest example in tokens (default: the contract's).")
-    ] = None,
-    length_policy: Annotated[str | None, typer.Option(help="drop (default) or truncate-prompt.")] = None,
-    teacher: Annotated[
-        str | None, typer.Option(help="Distil from this model (same tokenizer): KL + CE.")
     ] = None,
     resume: Annotated[str | None, typer.Option(help="Resume this run from its latest checkpoint.")] = None,
     show_masks: Annotated[
         int, typer.Option(help="Print N rendered examples with trained spans highlighted, then exit.")
     ] = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even when a run of the same inputs and settings exists.")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Fine-tune a causal LM on a dataset version (LoRA or full), with the model's own chat template."""
+    """Fine-tune a model on a dataset version: LoRA or full, a causal LM with its own chat template
+    or a sequence classifier. A finished run of the same data, base model and settings is reused
+    (`--force` trains again)."""
     import warnings
 
     # peft calls an API transformers 5 deprecated; the warning is theirs to fix, not the user's.
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    overrides = {
-        "base": base,
-        "data": data,
-        "method": method,
-        "task": task,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "lr": lr,
-        "batch_tokens": batch_tokens,
-        "grad_accum": grad_accum,
-        "row_tokens": row_tokens,
-        "prefix_sharing": prefix_sharing,
-        "parallel": parallel,
-        "eval_on": eval_on,
-        "eval_every": eval_every,
-        "eval_metric": eval_metric,
-        "eval_max_new_tokens": eval_max_new_tokens,
-        "early_stop_patience": early_stop_patience,
-        "save_every": save_every,
-        "seed": seed,
-        "teacher": teacher,
-        "dtype": dtype,
-        "max_length": max_length,
-        "length_policy": length_policy,
-    }
-    with open_workspace() as workspace:
-        if resume and not (base or data or config_file):
-            from sqlalchemy import select
+    from sftline.stations.train import start_run, train_station
 
-            from sftline.record.schema import Run
+    with open_workspace() as workspace:
+        if resume and not (overrides.get("base") or overrides.get("data") or config_file):
+            from sftline.record.queries import get_run
 
             with workspace.record.session() as session:
-                row = session.scalars(select(Run).where(Run.name == resume)).first()
-                if row is None:
-                    raise TrainingError(f"no run named {resume!r}; see `sftline runs list`")
-                overrides = dict(row.config)
+                overrides = dict(get_run(session, resume).config)
         config = _config(config_file, overrides)
         if show_masks:
             _show_masks(workspace, config, show_masks)
             return
-        summary = _run_with_progress(workspace, config, resume, quiet=json_output)
+        with training_progress(quiet=json_output) as progress:
+            if resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                # A resume continues its own run; under torchrun every rank must train.
+                summary = start_run(workspace, config, progress=progress, resume=resume)
+            else:
+                result = train_station(workspace, config, force=force, progress=progress)
+                summary = {**result.result, "station": result.status, "key": result.key}
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun / accelerate launch only rank 0 reports
     if json_output:
         print_json(summary)
         return
+    if summary.get("station") == "cached":
+        console.print(
+            f"[cyan]cached[/] {summary['run']}: the same data, base model and settings were trained "
+            f"before (key {summary['key'][:12]}); --force trains again"
+        )
     units = "examples" if summary["task"] == "classify" else "tokens"
     console.print(
         f"[green]{summary['status']}[/] {summary['run']}: {summary['steps']} steps, "
@@ -161,7 +108,10 @@ def train(
     console.print(f"  model: {summary['output']}", markup=False)
 
 
-def _run_with_progress(workspace: Any, config: Any, resume: str | None, *, quiet: bool) -> dict[str, Any]:
+@contextmanager
+def training_progress(*, quiet: bool) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """The trainer's `progress` callback: a rich bar on a terminal, plain lines in a log, nothing
+    when `quiet`."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -171,8 +121,10 @@ def _run_with_progress(workspace: Any, config: Any, resume: str | None, *, quiet
         TimeRemainingColumn,
     )
 
-    from sftline.train.run import start_run
-
+    if not quiet and not err_console.is_terminal:
+        with training_progress_lines(err_console) as report:
+            yield report
+        return
     columns = [
         TextColumn("[bold]training"),
         BarColumn(),
@@ -181,7 +133,7 @@ def _run_with_progress(workspace: Any, config: Any, resume: str | None, *, quiet
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err_console, disable=quiet or not err_console.is_terminal) as bar:
+    with Progress(*columns, console=err_console, disable=quiet) as bar:
         task = bar.add_task("train", total=None, info="")
 
         def progress(update: dict[str, Any]) -> None:
@@ -190,15 +142,38 @@ def _run_with_progress(workspace: Any, config: Any, resume: str | None, *, quiet
                 info += f"  eval {update['eval_loss']:.4f}"
             bar.update(task, completed=update["step"], total=update["total"], info=info)
 
-        return start_run(workspace, config, progress=progress, resume=resume)
+        yield progress
+
+
+@contextmanager
+def training_progress_lines(console: Console) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Training progress as plain lines for a log (`ProgressLines`): `step 40/200 loss 1.2345 tok/s
+    1,234 eta 3m12s`, a line at every holdout evaluation (with its loss), and a last one with the
+    run's duration. Yields the trainer's `progress` callback."""
+
+    def render(pace: Pace) -> str:
+        return " ".join(part for part in (f"step {pace.counts}", pace.detail, pace.timing) if part)
+
+    with progress_lines(console) as start:
+        lines = start(render)
+
+        def report(update: dict[str, Any]) -> None:
+            detail = f"loss {update['loss']:.4f}"
+            if "eval_loss" in update:
+                detail += f" eval loss {update['eval_loss']:.4f}"
+            detail += f" tok/s {update['tokens_per_second']:,.0f}"
+            lines.update(update["step"], update["total"], detail=detail, force="eval_loss" in update)
+
+        yield report
 
 
 def _show_masks(workspace: Any, config: Any, count: int) -> None:
     from transformers import AutoTokenizer
 
-    from sftline.data.versions import load_examples, resolve
-    from sftline.models.lookup import find_base_model
-    from sftline.train.render import format_masks, render_chat
+    from sftline.contract.render import format_masks, render_chat
+    from sftline.record.queries import resolve
+    from sftline.stations.models import find_base_model
+    from sftline.stations.versions import load_examples
 
     base = find_base_model(workspace, config.base)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
@@ -214,12 +189,10 @@ def _show_masks(workspace: Any, config: Any, count: int) -> None:
 @runs_app.command("list")
 def list_runs(json_output: JsonFlag = False) -> None:
     """Every training run with its status and outcome."""
-    from sqlalchemy import select
-
-    from sftline.record.schema import Run
+    from sftline.record.queries import runs
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        rows = [_run_json(r) for r in session.scalars(select(Run).order_by(Run.id))]
+        rows = [_run_json(r) for r in runs(session)]
     if json_output:
         print_json(rows)
         return
@@ -241,9 +214,12 @@ def list_runs(json_output: JsonFlag = False) -> None:
 
 
 def _run_json(row: Any) -> dict[str, Any]:
+    """A run as `runs list` and `runs show` report it. The status is the one a reader sees: a
+    `running` row whose lease went stale shows `interrupted`, and nothing is written."""
     return {
         "name": row.name,
-        "status": row.status,
+        "status": shown_status(row),
+        "error": row.error,
         "base_model": row.base_model,
         "base_model_hash": row.base_model_hash,
         "data": row.data_version.ref,
@@ -255,8 +231,10 @@ def _run_json(row: Any) -> dict[str, Any]:
         "steps": row.steps,
         "trained_tokens": row.trained_tokens,
         "summary": row.summary,
+        "model_hash": row.model_hash,
         "started_at": row.started_at.isoformat(),
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "heartbeat_at": row.heartbeat_at.isoformat() if row.heartbeat_at else None,
     }
 
 
@@ -265,18 +243,12 @@ def show_run(
     name: Annotated[str, typer.Argument(help="Run name, e.g. run-0001.")], json_output: JsonFlag = False
 ) -> None:
     """A run's config, lineage, outcome and metrics by step."""
-    from sqlalchemy import select
-
-    from sftline.record.schema import Run, RunMetric
+    from sftline.record.queries import get_run, run_metrics
 
     with open_workspace() as workspace, workspace.record.session() as session:
-        row = session.scalars(select(Run).where(Run.name == name)).first()
-        if row is None:
-            raise TrainingError(f"no run named {name!r}; see `sftline runs list`")
+        row = get_run(session, name)
         data = _run_json(row)
-        metrics = session.scalars(
-            select(RunMetric).where(RunMetric.run_id == row.id).order_by(RunMetric.step)
-        ).all()
+        metrics = run_metrics(session, row)
         by_step: dict[int, dict[str, float]] = {}
         for metric in metrics:
             by_step.setdefault(metric.step, {})[metric.name] = metric.value
@@ -288,6 +260,8 @@ def show_run(
         f"[bold]{data['name']}[/] {data['status']}: {data['base_model']} on {data['data']} "
         f"(seed {data['seed']}, code {data['code_version']})"
     )
+    if data["error"]:
+        console.print(f"error: {data['error']}", markup=False)
     console.print(f"output: {data['output_dir']}", markup=False)
     table = Table("step", "loss", "eval loss", "lr", "tokens/s")
     for m in data["metrics"][-20:]:

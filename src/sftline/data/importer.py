@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,21 @@ from sftline.errors import ImportInputError
 DETECT_SAMPLE = 50  # records looked at to detect the format
 RAW_KEEP = 2000  # characters of a bad record kept in the quarantine
 PROGRESS_EVERY = 1000  # records between progress callbacks
+
+
+def quarantine_location(source: str, line: int | None, pointer: str | None) -> str:
+    """`file.jsonl:line 12`, `file.json:line 3 ($.train[2])` or the source alone."""
+    where = f"line {line}" if line is not None else ""
+    if pointer:
+        where = f"{where} ({pointer})" if where else pointer
+    return f"{source}:{where}" if where else source
+
+
+def describe_quarantined(record: dict[str, Any]) -> str:
+    """One line for a quarantined record (as `asdict(QuarantinedRecord)` or its stored JSON)."""
+    field_part = f" [{record['field']}]" if record.get("field") else ""
+    where = quarantine_location(record["source"], record.get("line"), record.get("pointer"))
+    return f"{where}: {record['reason']}{field_part}: {record['detail']}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +47,10 @@ class QuarantinedRecord:
 
     @property
     def location(self) -> str:
-        where = f"line {self.line}" if self.line is not None else ""
-        if self.pointer:
-            where = f"{where} ({self.pointer})" if where else self.pointer
-        return f"{self.source}:{where}" if where else self.source
+        return quarantine_location(self.source, self.line, self.pointer)
 
     def describe(self) -> str:
-        field_part = f" [{self.field}]" if self.field else ""
-        return f"{self.location}: {self.reason}{field_part}: {self.detail}"
+        return describe_quarantined(asdict(self))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from datetime import datetime, timedelta, timezone
 
 from sftline.data.example import Example
 from sftline.errors import SftlineError
+from sftline.text.minhash import NearDuplicateIndex, near_duplicate_clusters
+from sftline.text.ngrams import NGRAM_WORDS, word_ngrams
+from sftline.text.normalize import normalize_text
 
 TRAIN, GOLD, ROLLING = "train", "gold", "rolling"
 
@@ -107,10 +110,6 @@ def group_examples(
     if group_by == "near_duplicate":
         # The same tests the contamination gate applies, so a split's train set passes a check
         # against its own holdouts: MinHash near duplicates, and any shared 13-word run.
-        from sftline.gates.contamination import NGRAM_WORDS, word_ngrams
-        from sftline.gates.near_duplicates import near_duplicate_clusters
-        from sftline.gates.normalize import normalize_text
-
         for cluster in near_duplicate_clusters([e.prompt for e in examples], threshold=near_threshold):
             for member in cluster[1:]:
                 union(cluster[0], member)
@@ -253,3 +252,15 @@ def _take(
             break
         part_of[g] = part
         taken += len(groups[g])
+
+
+def gold_overlap(examples: Sequence[Example], gold: Sequence[Example], threshold: float = 0.8) -> set[int]:
+    """Indices of `examples` that match a gold example exactly (normalised prompt) or nearly (MinHash)."""
+    exact = {normalize_text(g.prompt) for g in gold}
+    hits = {i for i, e in enumerate(examples) if normalize_text(e.prompt) in exact}
+    if gold:
+        index = NearDuplicateIndex.build([g.prompt for g in gold], threshold=threshold)
+        for i, found in enumerate(index.query([e.prompt for e in examples])):
+            if found:
+                hits.add(i)
+    return hits

@@ -8,25 +8,20 @@ The release criteria of sftline.yaml turn those intervals into `pass`, `fail` or
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from sftline.config import Contract, ReleaseConfig, ReleaseCriterion
+from sftline.config import ReleaseConfig, ReleaseCriterion
+from sftline.contract.metrics import higher_is_better
+from sftline.contract.spec import Contract
 from sftline.errors import SftlineError
 from sftline.evals import metrics as m
 from sftline.evals.scoring import OVERALL, Output, metric_functions, outcomes, slices, subset
 
-LOWER_IS_BETTER = frozenset(
-    {
-        "ece",
-        "refusal_rate",
-        "over_limit_rate",
-        "verbosity",
-        "output_tokens",
-        "prompt_tokens",
-        "latency_ms",
-    }
-)
-"""Metrics where a rise is a worsening; for every other metric a fall is."""
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+VERDICT_EXIT_CODES: dict[Verdict, int] = {"pass": 0, "fail": 3, "inconclusive": 4}
+"""Exit status of a command that gives a release verdict. 1 stays an error (a bad config, a missing
+model) and 2 a usage error, so a script can tell "the candidate may not ship" from "it broke"."""
 
 
 class ComparisonError(SftlineError):
@@ -101,7 +96,7 @@ def _describe(criterion: ReleaseCriterion) -> str:
 
 def _check_drop(metric: str, where: str, diff: dict[str, Any], allowed: float) -> tuple[str, str]:
     """Worsening = -delta (or +delta where lower is better), compared with `allowed`."""
-    sign = 1 if metric in LOWER_IS_BETTER else -1
+    sign = -1 if higher_is_better(metric) else 1
     delta, low, high = diff["delta"], diff["low"], diff["high"]
     if delta is None:
         return "inconclusive", f"{metric} on {where} is undefined for one of the models"
@@ -181,6 +176,13 @@ def verdict(
                     criterion.metric, where, diffs[criterion.metric], criterion.max_drop
                 )
                 checks.append({**base, "outcome": outcome, "detail": detail})
+    if not checks:
+        # Fail closed: criteria that all miss this task (schema_compliance on a label task, critical
+        # slices where none are set) approve nothing.
+        skipped = "; ".join(_describe(c) for c in release.criteria)
+        measured = ", ".join(candidate_metrics["overall"])
+        reason = f"no release criterion applied (skipped: {skipped}); this evaluation measures {measured}"
+        return {"verdict": "inconclusive", "reasons": [reason], "checks": []}
     decision = combine(c["outcome"] for c in checks)
     reasons = [c["detail"] for c in checks if c["outcome"] == decision] if decision != "pass" else []
     return {"verdict": decision, "reasons": reasons, "checks": checks}

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from sftline.contract.render import render_prompt, stop_token_ids
 from sftline.data.example import Example
 from sftline.errors import ModelError
 from sftline.evals.metrics import softmax
@@ -319,8 +320,6 @@ class GenerationPredictor:
         generation config whose eos ids, with the tokenizer's, end an answer."""
         from transformers import GenerationConfig
 
-        from sftline.train.render import stop_token_ids
-
         try:
             generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
         except OSError:
@@ -333,7 +332,6 @@ class GenerationPredictor:
         self.pad = int(pad if pad is not None else self.stops[0])
 
     def predict(self, examples: Sequence[Example], progress: Progress | None = None) -> list[Output]:
-        from sftline.train.render import render_prompt
 
         pairs = [render_prompt(self.tokenizer, e, system_prompt=self.system_prompt) for e in examples]
         encoded = self.tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]

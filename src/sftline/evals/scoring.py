@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sftline.config import Contract
+from sftline.contract.spec import Contract
 from sftline.evals import metrics as m
 
 DEFAULT_REFUSAL_PHRASES = (

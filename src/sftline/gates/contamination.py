@@ -7,17 +7,16 @@ texts (under `long_words` words), a MinHash match at the near-duplicate threshol
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sftline.data.example import Example
 from sftline.gates.base import Flag, GateOutcome
-from sftline.gates.near_duplicates import NearDuplicateIndex
-from sftline.gates.normalize import normalize_text
+from sftline.text.minhash import NearDuplicateIndex
+from sftline.text.ngrams import NGRAM_WORDS, word_ngrams
+from sftline.text.normalize import normalize_text
 
 MATCHES_REPORTED = 200  # contamination matches listed in the report (all are counted)
-NGRAM_WORDS = 13  # words in a shared run that counts as leakage (the usual benchmark-leakage test)
 
 
 @dataclass(frozen=True)
@@ -25,14 +24,6 @@ class _Reference:
     ref: str
     example: Example
     normalized: str
-
-
-def word_ngrams(words: list[str], n: int) -> set[bytes]:
-    """8-byte digests of every run of `n` words."""
-    return {
-        hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).digest()
-        for i in range(len(words) - n + 1)
-    }
 
 
 class ContaminationGate:

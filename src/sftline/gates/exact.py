@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sftline.data.example import Example
 from sftline.gates.base import Flag, GateOutcome
-from sftline.gates.normalize import normalize_text
+from sftline.text.normalize import normalize_text
 
 
 def _groups(keys: Sequence[str]) -> dict[str, list[int]]:

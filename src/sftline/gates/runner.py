@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sftline.config import Contract, GatesConfig, GateSettings
+from sftline.config import GatesConfig, GateSettings
+from sftline.contract.spec import Contract
 from sftline.data.example import Example
 from sftline.gates.balance import BalanceGate
 from sftline.gates.base import Gate

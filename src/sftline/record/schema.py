@@ -203,6 +203,16 @@ class Run(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why the run failed (one line), for status `failed`."""
+    model_hash: Mapped[str | None] = mapped_column(String(64))
+    """sha256 over the exported model folder's file manifest, computed once at export."""
+    model_files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The exported model folder's files: relative path -> sha256."""
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """The lease of a running run: a stale heartbeat (or a dead pid on this host) means interrupted."""
 
     data_version: Mapped[DatasetVersion] = relationship(foreign_keys=[data_version_id])
 
@@ -266,3 +276,60 @@ class EvalOutput(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     finished: Mapped[bool] = mapped_column(Boolean)
     latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class StationRun(Base):
+    """One execution of a station, named by its key: the inputs' content hashes plus the settings
+    that shape its outputs. A `succeeded` row with the same key is reused instead of running again.
+    """
+
+    __tablename__ = "station_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station: Mapped[str] = mapped_column(String(40), index=True)
+    """import, check, split, mix, train, eval."""
+    label: Mapped[str] = mapped_column(String(300))
+    """What a person calls it, e.g. `import support`."""
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    """running, succeeded, failed, interrupted."""
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    inputs: Mapped[list[Any]] = mapped_column(default=list)
+    """[{"kind", "name", "hash"}] the key was built from."""
+    outputs: Mapped[list[Any]] = mapped_column(default=list)
+    """[{"kind", "name", "hash"}] it wrote."""
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The station's summary, returned as is when the key is found again."""
+    error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class Artifact(Base):
+    """Anything a station reads or writes, by kind and content hash: a source file, a dataset
+    version, a gate report, a split, a mixture, a training run, a model, an evaluation."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("kind", "name", "hash", name="uq_artifacts_kind_name_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(500))
+    hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LineageEdge(Base):
+    """Input artifact -> output artifact, through one station run."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (UniqueConstraint("source_id", "target_id", "station_run_id", name="uq_lineage_edges"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    station_run_id: Mapped[int] = mapped_column(ForeignKey("station_runs.id"), index=True)

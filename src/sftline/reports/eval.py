@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, Undefined, select_autoescape
 
-from sftline.evals.compare import LOWER_IS_BETTER
+from sftline.contract.metrics import higher_is_better
 from sftline.reports.svg import IntervalBar, heatmap, interval_chart, reliability_diagram
 
 HEADLINE = "accuracy"
@@ -135,7 +135,7 @@ def _tone(metric: str, diff: dict[str, Any]) -> str:
     delta, low, high = diff.get("delta"), diff.get("low"), diff.get("high")
     if delta is None or low is None or high is None or low <= 0 <= high:
         return ""
-    return "better" if (delta > 0) != (metric in LOWER_IS_BETTER) else "worse"
+    return "better" if (delta > 0) == higher_is_better(metric) else "worse"
 
 
 def _metric_rows(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sftline.contract.metrics import UnknownMetric, metric
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     rank: int = Field(default=16, ge=1)
     """LoRA rank r."""
@@ -24,16 +26,18 @@ class LoraSettings(BaseModel):
 class TrainConfig(BaseModel):
     """One training run. Defaults follow common SFT practice for small models."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     base: str
     """Base model: smollm2-135m-instruct, minilm-l6, or a name from `sftline models register`."""
     data: str
     """Training data: NAME or NAME@VERSION."""
     method: Literal["lora", "full"] = "lora"
+    """LoRA adapters on every linear layer, or full fine-tuning of every weight."""
     task: Literal["chat", "classify"] | None = None
     """Default: the contract's task."""
     epochs: float = Field(default=1.0, gt=0)
+    """Passes over the data (fractions allowed)."""
     max_steps: int | None = Field(default=None, ge=1)
     """Optimizer steps; overrides epochs."""
     lr: float | None = Field(default=None, gt=0)
@@ -50,9 +54,13 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(default=1, ge=1)
     """Micro-batches per optimizer step."""
     weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay."""
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    """Share of the optimizer steps spent warming the learning rate up from 0."""
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Learning-rate decay after warmup."""
     max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradients are clipped to this global norm."""
     lora: LoraSettings = LoraSettings()
     max_length: int | None = Field(default=None, ge=8)
     """Longest rendered example in tokens; default the contract's limits.max_length."""
@@ -66,7 +74,8 @@ class TrainConfig(BaseModel):
     """What picks the best checkpoint and drives early stopping: `loss` (the holdout's loss), or a
     behaviour metric the eval station measures on the holdout by classifying or generating:
     accuracy, macro_f1, in_scope_accuracy, abstention_recall, label_compliance, schema_compliance,
-    ece, ... (`sftline eval --json` lists them). Lower is better for loss, ece, latency and lengths."""
+    ece, ... (sftline.contract.metrics lists them, with the direction in which each improves; lower
+    is better for loss, ece, latency and lengths). An unknown name is a configuration error."""
     eval_max_new_tokens: int | None = Field(default=None, ge=1)
     """Generation limit when a chat model's holdout behaviour is measured (default: the contract's
     limits.max_target_tokens)."""
@@ -85,7 +94,18 @@ class TrainConfig(BaseModel):
     parameters, gradients and optimizer state (FSDP2, one unit per transformer block); auto is
     fsdp for full fine-tuning (or `accelerate launch --use_fsdp`), ddp otherwise."""
     seed: int = 0
+    """Seed of every random choice (initialisation, order, dropout); recorded."""
     dtype: Literal["float32", "bfloat16"] = "float32"
+    """Weights and compute: float32, or bfloat16 (GPU)."""
+
+    @field_validator("eval_metric")
+    @classmethod
+    def _known_metric(cls, name: str) -> str:
+        try:
+            metric(name)
+        except UnknownMetric as exc:
+            raise ValueError(str(exc)) from exc
+        return name
 
     @model_validator(mode="after")
     def _lr_default(self) -> TrainConfig:

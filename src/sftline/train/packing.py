@@ -44,7 +44,7 @@ MASK_ATTENTION = frozenset({"eager", "sdpa"})
 
 
 class TrainingSequence(Protocol):
-    """A rendered sequence (`sftline.train.render.RenderedExample` has this shape).
+    """A rendered sequence (`sftline.contract.render.RenderedExample` has this shape).
 
     `labels` has the length of `input_ids` and is NOT shifted: -100 where there is no loss,
     otherwise the token id itself.

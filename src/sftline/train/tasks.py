@@ -14,10 +14,10 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from sftline.contract.render import RenderedExample, apply_length_policy, check_masks, render_chat
 from sftline.data.example import Example
 from sftline.errors import TrainingError
 from sftline.train.packing import Batch, loss_sum, pack_bins
-from sftline.train.render import RenderedExample, apply_length_policy, check_masks, render_chat
 from sftline.train.rows import (
     PackedRow,
     collate_rows,
@@ -171,17 +171,6 @@ class ClassifierData:
 
     def n_units(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["labels"].numel())
-
-
-def label_set(
-    examples: Sequence[Example], contract_labels: Sequence[str] | None, abstention: str | None
-) -> list[str]:
-    """The classifier's labels: the contract's set when it has one, else the data's, sorted;
-    the abstention label is always among them."""
-    labels = list(contract_labels) if contract_labels else sorted({str(e.label) for e in examples if e.label})
-    if abstention and abstention not in labels:
-        labels.append(abstention)
-    return labels
 
 
 def prepare_classifier(

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from sftline.contract.metrics import higher_is_better
 from sftline.data.example import Example
 from sftline.errors import TrainingError
 from sftline.train.checkpoint import (
@@ -182,9 +183,8 @@ def eval_value(metrics: dict[str, Any], name: str) -> float:
 
 
 def is_better(value: float, best: float, name: str) -> bool:
-    from sftline.evals.compare import LOWER_IS_BETTER
-
-    return value < best if name == "loss" or name in LOWER_IS_BETTER else value > best
+    """Whether `value` of the watched metric `name` improves on `best` (ties do not)."""
+    return value > best if higher_is_better(name) else value < best
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 from sftline.data.example import Example, Provenance
 from sftline.data.mixtures import MixtureError, mix, parse_weights, requested_counts
 from sftline.data.splits import SplitError, SplitPlan, TargetedHoldout, split_examples
-from sftline.gates.near_duplicates import near_duplicate_clusters
-from sftline.gates.normalize import normalize_text
+from sftline.text.minhash import near_duplicate_clusters
+from sftline.text.normalize import normalize_text
 
 CLINC = Path(__file__).resolve().parents[3] / "examples" / "clinc150"
 

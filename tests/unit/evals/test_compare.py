@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sftline.config import Contract, ReleaseConfig, ReleaseCriterion
+from sftline.config import ReleaseConfig, ReleaseCriterion, parse_config
+from sftline.contract.spec import Contract
+from sftline.errors import ConfigError
 from sftline.evals.compare import align, compare, failing_slices, verdict, worst_examples
 from sftline.evals.scoring import Output, score
 
@@ -109,6 +111,57 @@ def test_lower_is_better_metrics_count_a_rise_as_the_drop() -> None:
     assert result["verdict"] == "fail" and "latency_ms" in result["reasons"][0]
 
 
+def test_a_verdict_whose_criteria_all_miss_the_task_is_inconclusive() -> None:
+    base, cand = outputs([False] * 20), outputs([True] * 20)  # clearly better, yet nothing is checked
+    release = ReleaseConfig(
+        criteria=[
+            ReleaseCriterion(metric="schema_compliance", min=1.0),  # a label task has no JSON
+            ReleaseCriterion(metric="accuracy", slices="critical", max_drop=0.0),  # none are set
+        ]
+    )
+    result = judge(base, cand, release)
+    assert result["verdict"] == "inconclusive" and result["checks"] == []
+    assert result["reasons"] == [
+        "no release criterion applied (skipped: schema_compliance min 1 (overall); "
+        "accuracy max_drop 0 (critical)); this evaluation measures accuracy, exact_match, macro_f1, "
+        "label_compliance, in_scope_accuracy, abstention_precision, abstention_recall, abstention_rate, "
+        "refusal_rate, ece, mean_confidence, stop_rate, output_tokens, verbosity, over_limit_rate, "
+        "prompt_tokens, latency_ms"
+    ]
+
+
+def test_release_criteria_are_checked_when_the_config_loads_every_problem_at_once() -> None:
+    release = {
+        "criteria": [
+            {"metric": "accuracy", "max_drop": 0.0},
+            {"metric": "acuracy", "max_drop": 0.0},
+            {"metric": "schema_complience", "min": 1.0},
+            {"metric": "loss", "max": 2.0},
+            {"metric": "accuracy", "min": 1.01},
+        ]
+    }
+    with pytest.raises(ConfigError) as error:
+        parse_config({"project": "p", "release": release}, "sftline.yaml")
+    assert str(error.value).splitlines() == [
+        "sftline.yaml: 4 problem(s)",
+        "  - release.criteria.1.metric: unknown metric 'acuracy' (did you mean 'accuracy'?)",
+        "  - release.criteria.2.metric: unknown metric 'schema_complience' "
+        "(did you mean 'schema_compliance'?)",
+        "  - release.criteria.3.metric: 'loss' is training's holdout loss, which `sftline eval` does not "
+        "measure; use a behaviour metric such as accuracy",
+        "  - release.criteria.4: min 1.01 is above 1, the most accuracy can be: "
+        "the criterion could never pass",
+    ]
+
+
+def test_a_release_without_criteria_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"project": "p", "release": {"criteria": []}}, "sftline.yaml")
+    assert str(error.value).splitlines()[1:] == [
+        "  - release.criteria: no criteria; a verdict needs one or more, e.g. {metric: accuracy, max_drop: 0}"
+    ]
+
+
 def test_align_pairs_by_example_id_and_refuses_disjoint_sets() -> None:
     base = outputs([True, False, True])
     cand = list(reversed(outputs([False, True], start=1)))
@@ -129,8 +182,7 @@ def test_worst_examples_are_the_most_confident_errors_of_failing_slices() -> Non
 
 
 def test_a_suite_file_holds_settings_and_options_override_it(tmp_path) -> None:
-    from sftline.errors import ConfigError
-    from sftline.evals.suite import load_suite
+    from sftline.stations.release import load_suite
 
     suite = tmp_path / "suite.yaml"
     suite.write_text("on: [support-gold, support-domain-banking]\nslices: [domain]\nsample: 200\n")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sftline.config import Contract
+from sftline.contract.spec import Contract
 from sftline.evals.scoring import Output, confusion, outcomes, point_metrics, score
 
 LABELS = Contract(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sftline.config import Contract, GatesConfig, OutputFormat
+from sftline.config import GatesConfig
+from sftline.contract.spec import Contract, OutputFormat
 from sftline.data.example import Example, Provenance
 from sftline.gates.contamination import ContaminationGate
 from sftline.gates.lengths import WhitespaceCounter

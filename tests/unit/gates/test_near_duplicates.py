@@ -10,9 +10,9 @@ from datasketch.lsh import _optimal_param
 
 from sftline.data.example import Example, Provenance
 from sftline.errors import ConfigError
-from sftline.gates import near_duplicates
-from sftline.gates.near_duplicates import (
-    NearDuplicateGate,
+from sftline.gates.near_duplicates import NearDuplicateGate
+from sftline.text import minhash
+from sftline.text.minhash import (
     NearDuplicateIndex,
     ShingleSpec,
     _shingle_hashes,
@@ -21,7 +21,7 @@ from sftline.gates.near_duplicates import (
     optimal_bands,
     shingles,
 )
-from sftline.gates.normalize import normalize_text
+from sftline.text.normalize import normalize_text
 
 CLINC = Path(__file__).resolve().parents[3] / "examples" / "clinc150" / "data_full.json"
 
@@ -122,8 +122,8 @@ def test_signatures_are_deterministic(clinc: list[str]) -> None:
 def test_chunking_does_not_change_signatures(clinc: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     texts = clinc[:40] + [" ".join(clinc[:30])] + clinc[40:80]  # one long text (word shingles)
     whole = NearDuplicateIndex.build(texts)
-    monkeypatch.setattr(near_duplicates, "_CHUNK_DOCS", 7)
-    monkeypatch.setattr(near_duplicates, "_CHUNK_CHARS", 200)
+    monkeypatch.setattr(minhash, "_CHUNK_DOCS", 7)
+    monkeypatch.setattr(minhash, "_CHUNK_CHARS", 200)
     chunked = NearDuplicateIndex.build(texts)
     np.testing.assert_array_equal(whole.signatures, chunked.signatures)
     np.testing.assert_array_equal(whole.band_keys, chunked.band_keys)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sftline.config import Contract, OutputFormat
+from sftline.contract.spec import Contract, OutputFormat
 from sftline.data.example import Example, Provenance
 from sftline.gates.balance import BalanceGate
 from sftline.gates.exact import ConflictGate, ExactDuplicateGate

@@ -9,11 +9,12 @@ from sqlalchemy import inspect
 
 from sftline.config import Project, ProjectConfig
 from sftline.data.example import Example, Provenance
-from sftline.data.versions import commit_version, list_versions, load_examples, resolve
 from sftline.errors import DatasetNotFound
 from sftline.record.db import Record, current_revision, head_revision
 from sftline.record.objects import LocalObjectStore
+from sftline.record.queries import list_versions, resolve
 from sftline.record.workspace import Workspace
+from sftline.stations.versions import commit_version, load_examples
 
 
 def make_examples(*texts: str) -> list[Example]:

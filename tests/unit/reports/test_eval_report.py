@@ -7,7 +7,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-from sftline.config import Contract, OutputFormat, ReleaseConfig
+from sftline.config import ReleaseConfig
+from sftline.contract.spec import Contract, OutputFormat
 from sftline.evals.compare import compare, failing_slices, verdict, worst_examples
 from sftline.evals.scoring import Output, confusion, outcomes, score
 from sftline.reports.eval import render_eval_report

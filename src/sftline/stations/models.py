@@ -6,11 +6,9 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from sftline.errors import ModelError
 from sftline.models.catalog import resolve_name
-from sftline.record.schema import BaseModelEntry
+from sftline.record import queries
 from sftline.record.workspace import Workspace
 
 
@@ -25,11 +23,11 @@ class BaseModelRef:
 def find_base_model(workspace: Workspace, name: str) -> BaseModelRef:
     """The base model `name` as pulled or registered in this project, or a clear next step."""
     with workspace.record.session() as session:
-        entry = session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == name)).first()
+        entry = queries.base_model_named(session, name)
         if entry is None:
             with contextlib.suppress(ModelError):  # not an embedded alias: reported below
                 name = resolve_name(name)
-            entry = session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == name)).first()
+            entry = queries.base_model_named(session, name)
         if entry is None or not Path(entry.path).is_dir():
             raise ModelError(
                 f"base model {name!r} is not in this project; run `sftline models pull {name}` "

@@ -7,6 +7,7 @@ comparison with a baseline and the release verdict.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,13 @@ from typing import Any
 from sftline.config import load_settings
 from sftline.errors import ConfigError
 from sftline.evals.compare import combine, compare, failing_slices, verdict, worst_examples
-from sftline.evals.runner import EvalModel, EvalResult, EvalSettings, evaluate, resolve_model
 from sftline.evals.scoring import confusion, outcomes
+from sftline.evals.settings import EvalSettings
+from sftline.record import queries
+from sftline.record.queries import resolve
 from sftline.record.workspace import Workspace
+from sftline.stations.evaluate import EvalModel, EvalResult, evaluate, resolve_model
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, canonical_json, run_station
 
 Announce = Callable[[str], Callable[[int, int], None] | None]
 """Called before each model runs with a description; returns a progress callback (or None)."""
@@ -122,24 +127,80 @@ def run_suite(
     return report
 
 
-def run_compare(
+def eval_work(
     workspace: Workspace,
-    baseline_ref: str,
-    candidate_ref: str,
     settings: EvalSettings,
+    model: EvalModel,
+    baseline: EvalModel | None,
+    base: EvalModel | None,
+) -> Work:
+    """The models and datasets by content hash; the settings that shape outputs and scores; the
+    contract and release criteria that decide the verdict."""
+    inputs = [ArtifactRef("model", model.name, model.content_hash)]
+    inputs += [ArtifactRef("baseline_model", m.name, m.content_hash) for m in (baseline,) if m]
+    inputs += [ArtifactRef("base_model", m.name, m.content_hash) for m in (base,) if m]
+    with workspace.record.session() as session:
+        for ref in [*settings.on, *([settings.calibrate_on] if settings.calibrate_on else [])]:
+            version = resolve(session, ref)
+            inputs.append(ArtifactRef("dataset_version", version.ref, version.content_hash))
+    config = workspace.project.config
+    shaping = {
+        "suite": settings.model_dump(mode="json", exclude={"batch_size", "batch_tokens"}),
+        "contract": config.contract.model_dump(mode="json"),
+        "release": config.release.model_dump(mode="json"),
+    }
+    return Work("eval", f"eval {model.name}", tuple(inputs), shaping)
+
+
+def _evaluations(workspace: Workspace, report: dict[str, Any]) -> list[ArtifactRef]:
+    names = [
+        part["evaluation"]
+        for section in report["sections"]
+        for part in (section, section.get("baseline"), section.get("base"))
+        if part
+    ]
+    with workspace.record.session() as session:
+        rows = [queries.evaluation_named(session, name) for name in dict.fromkeys(names)]
+        return [ArtifactRef("evaluation", row.name, row.key) for row in rows]
+
+
+def eval_station(
+    workspace: Workspace,
+    settings: EvalSettings,
+    model_ref: str,
     *,
+    baseline_ref: str | None = None,
+    with_base: bool = True,
     announce: Announce | None = None,
     force: bool = False,
-) -> dict[str, Any]:
-    """`sftline eval compare A B`: B (the candidate) against A (the baseline), with the verdict."""
-    report = run_suite(
-        workspace,
-        candidate_ref,
-        settings,
-        baseline_ref=baseline_ref,
-        with_base=False,
-        announce=announce,
-        force=force,
-    )
-    report["title"] = f"sftline eval compare: {candidate_ref} against {baseline_ref}"
+) -> StationResult:
+    """`sftline eval` as a station. The report is stored as an object (`result["report_object"]`),
+    so a cached evaluation prints and renders exactly as it did, verdict included."""
+    model = resolve_model(workspace, model_ref)
+    baseline = resolve_model(workspace, baseline_ref) if baseline_ref else None
+    base = None
+    if with_base and model.base and (baseline is None or baseline.name != model.base):
+        base = resolve_model(workspace, model.base)
+    work = eval_work(workspace, settings, model, baseline, base)
+
+    def execute() -> Produced:
+        report = run_suite(
+            workspace,
+            model_ref,
+            settings,
+            baseline_ref=baseline_ref,
+            with_base=with_base,
+            announce=announce,
+            force=force,
+        )
+        report_object = workspace.objects.put_bytes(canonical_json(report).encode())
+        result = {"verdict": report.get("verdict"), "report_object": report_object, "model": model.name}
+        return Produced(_evaluations(workspace, report), result)
+
+    return run_station(workspace, work, execute, force=force)
+
+
+def load_report(workspace: Workspace, result: StationResult) -> dict[str, Any]:
+    """The full report of an eval station's run (stored as an object)."""
+    report: dict[str, Any] = json.loads(workspace.objects.get_bytes(result.result["report_object"]))
     return report

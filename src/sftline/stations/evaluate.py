@@ -7,8 +7,6 @@ metric is recomputed from those outputs, so a new metric or a changed contract n
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,53 +14,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import insert, select
 
+from sftline.contract.spec import Contract
 from sftline.data.example import Example
-from sftline.data.versions import load_examples, resolve
 from sftline.errors import ModelError
 from sftline.evals import predict as p
 from sftline.evals.scoring import Output, score
-from sftline.record.schema import EvalOutput, Evaluation, Run
+from sftline.evals.settings import EvalSettings
+from sftline.record import queries
+from sftline.record.queries import resolve
+from sftline.record.schema import EvalOutput, Evaluation
 from sftline.record.workspace import Workspace
+from sftline.stations.runner import ArtifactRef, station_key
+from sftline.stations.versions import load_examples
 
 ModelKind = Literal["run", "base", "folder"]
-
-
-class EvalSettings(BaseModel):
-    """How to evaluate; a suite file (`--suite`) holds these, command-line options override them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    on: list[str] = []
-    """Datasets (NAME or NAME@VERSION) to evaluate on, each reported on its own."""
-    slices: list[str] | None = None
-    """Tag keys to slice by (default: every tag)."""
-    sample: int | None = Field(default=None, ge=1)
-    """Evaluate a seeded random sample of this many examples instead of all."""
-    seed: int = 0
-    """Seed of the sample and of the bootstrap."""
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    """Generation limit (default: the contract's limits.max_target_tokens)."""
-    batch_size: int = Field(default=32, ge=1)
-    """Most prompts generated together."""
-    batch_tokens: int = Field(default=16384, ge=64)
-    """Most tokens (prompt + generation, padded) in one batch."""
-    abstain_below: float | None = Field(default=None, gt=0, lt=1)
-    """Classifiers: answer the abstention label when the top probability is below this."""
-    calibrate_on: str | None = None
-    """Classifiers: fit a temperature on this holdout and apply it before scoring."""
-    replicates: int = Field(default=1000, ge=10)
-    """Bootstrap replicates for the 95% intervals."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml_on(cls, data: Any) -> Any:
-        # YAML 1.1 reads a bare `on:` key as the boolean true.
-        if isinstance(data, dict) and True in data:
-            data = {("on" if key is True else key): value for key, value in data.items()}
-        return data
 
 
 @dataclass(frozen=True)
@@ -101,18 +67,18 @@ class EvalResult:
 
 def resolve_model(workspace: Workspace, ref: str) -> EvalModel:
     """A run name (`run-0003`), a base model name (`smollm2-135m-instruct`), or a model folder."""
-    from sftline.models.lookup import find_base_model
     from sftline.models.materialise import hash_folder
+    from sftline.stations.models import find_base_model
 
     with workspace.record.session() as session:
-        run = session.scalars(select(Run).where(Run.name == ref)).first()
+        run = queries.run_named(session, ref)
         if run is not None:
             folder = Path(run.output_dir) / "model"
             if run.status not in ("completed", "stopped_early") or not folder.is_dir():
                 raise ModelError(f"run {ref} is {run.status} and has no exported model to evaluate")
-            return EvalModel(
-                ref, "run", folder, hash_folder(folder)[1], p.method_of(folder), run.id, run.base_model
-            )
+            # Hashed once at export; runs exported before the record kept the hash are hashed here.
+            content_hash = run.model_hash or hash_folder(folder)[1]
+            return EvalModel(ref, "run", folder, content_hash, p.method_of(folder), run.id, run.base_model)
     folder = Path(ref).expanduser()
     if folder.is_dir():
         return EvalModel(ref, "folder", folder.resolve(), hash_folder(folder)[1], p.method_of(folder))
@@ -134,8 +100,27 @@ def _sample(examples: list[Example], settings: EvalSettings) -> list[Example]:
     return [examples[int(i)] for i in keep]
 
 
-def _key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+def output_shaping(method: str, settings: EvalSettings, contract: Contract) -> dict[str, Any]:
+    """What shapes one evaluation's stored outputs, by method: batch sizes and bootstrap settings
+    do not; the contract's labels and abstention answer do for label predictors."""
+    shaping: dict[str, Any] = {
+        "method": method,
+        "sample": settings.sample,
+        "seed": settings.seed if settings.sample else None,
+    }
+    if method == "generate":
+        shaping.update(
+            max_new_tokens=settings.max_new_tokens or contract.limits.max_target_tokens,
+            system_prompt=contract.system_prompt,
+        )
+    else:
+        shaping.update(
+            abstain_below=settings.abstain_below if method == "classifier" else None,
+            max_length=contract.limits.max_length,
+            labels=contract.output.labels,
+            abstention=contract.abstention,
+        )
+    return shaping
 
 
 def _row_to_output(row: EvalOutput) -> Output:
@@ -156,13 +141,8 @@ def _row_to_output(row: EvalOutput) -> Output:
 
 def load_outputs(workspace: Workspace, evaluation: str) -> list[Output]:
     with workspace.record.session() as session:
-        row = session.scalars(select(Evaluation).where(Evaluation.name == evaluation)).first()
-        if row is None:
-            raise ModelError(f"no evaluation named {evaluation!r}")
-        rows = session.scalars(
-            select(EvalOutput).where(EvalOutput.evaluation_id == row.id).order_by(EvalOutput.position)
-        )
-        return [_row_to_output(r) for r in rows]
+        row = queries.evaluation_named(session, evaluation)
+        return [_row_to_output(r) for r in queries.eval_outputs(session, row)]
 
 
 def _predictor(
@@ -182,7 +162,7 @@ def _predictor(
             classifier.temperature = _fit_temperature(workspace, classifier, settings.calibrate_on)
         return classifier, {"temperature": classifier.temperature, "abstain_below": settings.abstain_below}
     if model.method == "embedding":
-        from sftline.train.tasks import label_set
+        from sftline.contract.labels import label_set
 
         labels = label_set(examples, contract.output.labels, contract.abstention)
         predictor = p.EmbeddingPredictor(model.path, labels)
@@ -237,30 +217,15 @@ def evaluate(
     if settings.calibrate_on:
         with workspace.record.session() as session:
             calibration_hash = resolve(session, settings.calibrate_on).content_hash
-    key = _key(
-        {
-            "model": model.content_hash,
-            "data": data_hash,
-            "method": model.method,
-            "sample": settings.sample,
-            "seed": settings.seed if settings.sample else None,
-            # What shapes the outputs of each method; batch sizes and bootstrap settings do not.
-            **(
-                {
-                    "max_new_tokens": settings.max_new_tokens or contract.limits.max_target_tokens,
-                    "system_prompt": contract.system_prompt,
-                }
-                if model.method == "generate"
-                else {
-                    "abstain_below": settings.abstain_below if model.method == "classifier" else None,
-                    "calibrate_on": calibration_hash if model.method == "classifier" else None,
-                    "max_length": contract.limits.max_length,
-                }
-            ),
-        }
-    )
+    inputs = [
+        ArtifactRef("model", model.name, model.content_hash),
+        ArtifactRef("dataset_version", data_ref, data_hash),
+    ]
+    if calibration_hash is not None:
+        inputs.append(ArtifactRef("dataset_version", str(settings.calibrate_on), calibration_hash))
+    key = station_key("evaluation", inputs, output_shaping(model.method, settings, contract))
     with workspace.record.session() as session:
-        found = None if force else _find(session, key)
+        found = None if force else queries.evaluation_by_key(session, key)
         if found is not None:
             return _result(workspace, found, model, settings, reused=True)
     from transformers.utils import logging as hf_logging
@@ -304,8 +269,8 @@ def evaluate(
         session.add(row)
         session.flush()
         row.name = f"eval-{row.id:04d}"
-        session.execute(
-            insert(EvalOutput),
+        queries.add_eval_outputs(
+            session,
             [
                 {
                     "evaluation_id": row.id,
@@ -327,12 +292,6 @@ def evaluate(
         )
         session.flush()
         return _result(workspace, row, model, settings, reused=False, outputs=outputs, metrics=metrics)
-
-
-def _find(session: Any, key: str) -> Evaluation | None:
-    return session.scalars(
-        select(Evaluation).where(Evaluation.key == key).order_by(Evaluation.id.desc())
-    ).first()
 
 
 def _score(

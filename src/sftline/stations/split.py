@@ -2,50 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sftline.data.example import Example
-from sftline.data.mixtures import Component, mix
-from sftline.data.splits import GOLD, SplitPlan, SplitResult, split_examples
-from sftline.data.versions import commit_version, load_examples, resolve, version_summary
+from sftline.data.settings import SplitSettings
+from sftline.data.splits import GOLD, SplitPlan, SplitResult, TargetedHoldout, gold_overlap, split_examples
 from sftline.errors import FrozenDatasetError
-from sftline.gates.normalize import normalize_text
-from sftline.record.schema import Dataset, FrozenGold, Mixture, Split
+from sftline.record import queries
+from sftline.record.queries import resolve
+from sftline.record.schema import FrozenGold, Split
 from sftline.record.workspace import Workspace
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
+from sftline.stations.versions import commit_version, load_examples
 
 
 def frozen_gold_sets(workspace: Workspace, session: Session) -> dict[str, list[Example]]:
     """Every frozen gold set, by its version reference."""
-    rows = session.scalars(select(FrozenGold)).all()
-    return {row.version.ref: load_examples(workspace, row.version) for row in rows}
-
-
-def gold_overlap(examples: Sequence[Example], gold: Sequence[Example], threshold: float = 0.8) -> set[int]:
-    """Indices of `examples` that match a gold example exactly (normalised prompt) or nearly (MinHash)."""
-    from sftline.gates.near_duplicates import NearDuplicateIndex
-
-    exact = {normalize_text(g.prompt) for g in gold}
-    hits = {i for i, e in enumerate(examples) if normalize_text(e.prompt) in exact}
-    if gold:
-        index = NearDuplicateIndex.build([g.prompt for g in gold], threshold=threshold)
-        for i, found in enumerate(index.query([e.prompt for e in examples])):
-            if found:
-                hits.add(i)
-    return hits
-
-
-def _frozen_gold_for(session: Session, name: str) -> FrozenGold | None:
-    dataset = session.scalars(select(Dataset).where(Dataset.name == name)).first()
-    if dataset is None:
-        return None
-    return session.scalars(select(FrozenGold).where(FrozenGold.dataset_id == dataset.id)).first()
+    return {
+        row.version.ref: load_examples(workspace, row.version) for row in queries.frozen_gold_rows(session)
+    }
 
 
 def split_version(workspace: Workspace, ref: str, plan: SplitPlan) -> dict[str, Any]:
@@ -53,7 +33,7 @@ def split_version(workspace: Workspace, ref: str, plan: SplitPlan) -> dict[str, 
         source = resolve(session, ref)
         source_ref, base = source.ref, source.dataset.name
         examples = load_examples(workspace, source)
-        frozen = _frozen_gold_for(session, f"{base}-gold")
+        frozen = queries.frozen_gold_named(session, f"{base}-gold")
         frozen_examples = load_examples(workspace, frozen.version) if frozen else []
     frozen_hits = gold_overlap(examples, frozen_examples) if frozen else None
     result = split_examples(examples, replace(plan, gold=0.0) if frozen else plan, frozen_gold=frozen_hits)
@@ -136,9 +116,7 @@ def _assignments_table(result: SplitResult) -> pa.Table:
 def freeze_gold(workspace: Workspace, ref: str) -> dict[str, Any]:
     with workspace.record.session() as session:
         version = resolve(session, ref)
-        existing = session.scalars(
-            select(FrozenGold).where(FrozenGold.dataset_id == version.dataset_id)
-        ).first()
+        existing = queries.frozen_gold_of(session, version.dataset)
         if existing is not None:
             if existing.content_hash != version.content_hash:
                 raise FrozenDatasetError(
@@ -165,62 +143,44 @@ def freeze_gold(workspace: Workspace, ref: str) -> dict[str, Any]:
         }
 
 
-def mix_versions(
-    workspace: Workspace,
-    refs: Sequence[str],
-    components: Sequence[Component],
-    *,
-    total: int | None,
-    seed: int,
-    name: str | None,
-) -> dict[str, Any]:
-    pool: list[Example] = []
-    sources = []
+def _plan(settings: SplitSettings) -> SplitPlan:
+    return SplitPlan(
+        gold=settings.gold,
+        rolling_days=settings.rolling_days,
+        time_field=settings.time_field,
+        targeted=tuple(TargetedHoldout.parse(t) for t in settings.targeted),
+        group_by=settings.group_by,
+        seed=settings.seed,
+    )
+
+
+def split_work(workspace: Workspace, settings: SplitSettings) -> Work:
+    """The source version, the frozen gold set it must reuse (if any), and the plan."""
+    plan = _plan(settings)
     with workspace.record.session() as session:
-        for ref in refs:
-            version = resolve(session, ref)
-            sources.append({"ref": version.ref, "content_hash": version.content_hash})
-            dataset_name = version.dataset.name
-            for example in load_examples(workspace, version):
-                tags = {**example.tags, "dataset": dataset_name}
-                identifier = example.id if len(refs) == 1 else f"{dataset_name}:{example.id}"
-                pool.append(replace(example, id=identifier, tags=tags))
-        gold = frozen_gold_sets(workspace, session)
-    target_name = name or f"{sources[0]['ref'].split('@')[0]}-mix"
-    size = total if total is not None else len(pool)
-    result = mix(pool, components, total=size, seed=seed)
-    for gold_ref, gold_examples in gold.items():
-        overlap = gold_overlap(result.examples, gold_examples)
-        if overlap:
-            first = result.examples[min(overlap)]
-            raise FrozenDatasetError(
-                f"the mixture overlaps the frozen gold set {gold_ref}: {len(overlap)} examples "
-                f"(first: {first.id}, {first.provenance.location}); split before mixing"
-            )
-    with workspace.record.session() as session:
-        commit = commit_version(
-            workspace,
-            session,
-            target_name,
-            result.examples,
-            created_by="mix",
-            provenance={"mixture_of": sources, "components": result.report, "seed": seed, "total": size},
-            note=f"mixture of {', '.join(s['ref'] for s in sources)} (seed {seed})",
-        )
-        row = Mixture(
-            sources=sources,
-            components=result.report,
-            total=size,
-            seed=seed,
-            result_version_id=commit.version.id,
-        )
-        session.add(row)
-        session.flush()
-        return {
-            "mixture_id": row.id,
-            "version": version_summary(commit.version),
-            "created": commit.created,
-            "components": result.report,
-            "total": size,
-            "seed": seed,
-        }
+        source = resolve(session, settings.dataset)
+        inputs = [ArtifactRef("dataset_version", source.ref, source.content_hash)]
+        frozen = queries.frozen_gold_named(session, f"{source.dataset.name}-gold")
+        if frozen is not None:
+            inputs.append(ArtifactRef("dataset_version", frozen.version.ref, frozen.content_hash))
+    shaping = {"plan": _plan_json(plan), "freeze_gold": settings.freeze_gold}
+    return Work("split", f"split {source.ref}", tuple(inputs), shaping)
+
+
+def split_station(workspace: Workspace, settings: SplitSettings, *, force: bool = False) -> StationResult:
+    """`data split` (and `--freeze-gold`) as a station; its outputs are the parts' versions."""
+    work = split_work(workspace, settings)
+
+    def execute() -> Produced:
+        result = split_version(workspace, work.inputs[0].name, _plan(settings))
+        if settings.freeze_gold and not result["parts"].get(GOLD, {}).get("frozen"):
+            result["frozen"] = freeze_gold(workspace, result["parts"][GOLD]["version"])
+        with workspace.record.session() as session:
+            versions = [resolve(session, part["version"]) for part in result["parts"].values()]
+            outputs = [ArtifactRef("dataset_version", v.ref, v.content_hash) for v in versions]
+            row = session.get(Split, result["split_id"])
+            assert row is not None
+            outputs.append(ArtifactRef("split", f"split-{row.id}", row.assignments_object))
+        return Produced(outputs, result)
+
+    return run_station(workspace, work, execute, force=force)

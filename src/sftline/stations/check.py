@@ -1,26 +1,35 @@
-"""`sftline data check`: run the gates on a version, store the report, version what passed."""
+"""The check station: run the gates on a version, store the report, version what passed."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
+from pydantic import ValidationError
 
-from sftline.config import GatesConfig
+from sftline.config import GatesConfig, format_validation_error
 from sftline.data.example import canonical_json
 from sftline.data.export import example_record
-from sftline.data.holdouts import frozen_gold_sets
-from sftline.data.versions import commit_version, load_examples, resolve, version_summary
-from sftline.gates.engine import Engine
+from sftline.data.versions import version_summary
+from sftline.errors import ConfigError
+from sftline.gates.engine import Engine, make_engine
 from sftline.gates.lengths import HfTokenCounter, TokenCounter, WhitespaceCounter
 from sftline.gates.runner import CheckResult, Rejected, build_gates, run_gates
-from sftline.models.lookup import find_base_model
+from sftline.gates.settings import CheckSettings
+from sftline.record import queries
+from sftline.record.queries import resolve
 from sftline.record.schema import GateReport
 from sftline.record.workspace import Workspace
+from sftline.stations.models import find_base_model
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
+from sftline.stations.split import frozen_gold_sets
+from sftline.stations.versions import commit_version, load_examples
 
 
 def token_counter_for(workspace: Workspace) -> TokenCounter:
@@ -68,6 +77,8 @@ class CheckOutcome:
     version: dict[str, Any] | None
     created_version: bool
     report: dict[str, Any]
+    report_object: str
+    """The stored report's object hash (the HTML report renders it)."""
 
 
 def check_version(
@@ -155,4 +166,84 @@ def check_version(
         session.add(row)
         session.flush()
         summary = version_summary(commit.version) if commit else None
-        return CheckOutcome(row.id, checked_ref, result, summary, bool(commit and commit.created), report)
+        return CheckOutcome(
+            row.id, checked_ref, result, summary, bool(commit and commit.created), report, report_object
+        )
+
+
+def load_gates_config(path: Path | None) -> GatesConfig | None:
+    """Gate settings from a YAML file (a `gates:` section or the settings alone), or None."""
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read gate config ({exc})") from exc
+    data = data.get("gates", data) if isinstance(data, dict) else data
+    try:
+        return GatesConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from exc
+
+
+def check_work(workspace: Workspace, settings: CheckSettings, gates: GatesConfig) -> Work:
+    """The checked version, every held-out set (given and frozen), the tokenizer's model, and the
+    gate settings and contract that decide what is flagged."""
+    config = workspace.project.config
+    with workspace.record.session() as session:
+        version = resolve(session, settings.dataset)
+        inputs = [ArtifactRef("dataset_version", version.ref, version.content_hash)]
+        for other in settings.against:
+            held = resolve(session, other)
+            inputs.append(ArtifactRef("dataset_version", held.ref, held.content_hash))
+        for gold in queries.frozen_gold_rows(session):
+            if gold.dataset_id != version.dataset_id:
+                inputs.append(ArtifactRef("dataset_version", gold.version.ref, gold.content_hash))
+    if config.base_model is not None:
+        base = find_base_model(workspace, config.base_model)
+        inputs.append(ArtifactRef("base_model", base.name, base.content_hash))
+    shaping = {
+        "gates": gates.model_dump(mode="json"),
+        "contract": config.contract.model_dump(mode="json"),
+        "against": len(settings.against),
+    }
+    return Work("check", f"check {version.ref}", tuple(inputs), shaping)
+
+
+def check_station(
+    workspace: Workspace,
+    settings: CheckSettings,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> StationResult:
+    """`data check` as a station. A check whose gates fail still succeeds as a station (its report
+    is the output); `result["passed"]` says whether the data may go on."""
+    gates = load_gates_config(settings.config) or workspace.project.config.gates
+    work = check_work(workspace, settings, gates)
+
+    def execute() -> Produced:
+        outcome = check_version(
+            workspace,
+            work.inputs[0].name,
+            against=[ref.name for ref in work.inputs[1 : 1 + len(settings.against)]],
+            gates_config=gates,
+            engine=make_engine(settings.engine),
+            progress=progress,
+        )
+        outputs = [ArtifactRef("gate_report", f"gate-report-{outcome.report_id}", outcome.report_object)]
+        if outcome.version is not None:
+            outputs.append(
+                ArtifactRef("dataset_version", outcome.version["ref"], outcome.version["content_hash"])
+            )
+        summary = {
+            "report_id": outcome.report_id,
+            "report_object": outcome.report_object,
+            "version_checked": outcome.checked,
+            **outcome.result.summary(),
+            "created_version": outcome.created_version,
+            "version": outcome.version,
+        }
+        return Produced(outputs, summary)
+
+    return run_station(workspace, work, execute, force=force)

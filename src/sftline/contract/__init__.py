@@ -1,0 +1,1 @@
+"""The behaviour contract applied: rendering, labels, output validation, the metric registry."""

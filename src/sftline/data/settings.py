@@ -1,0 +1,79 @@
+"""Settings of the data stations, one model each: the long options of `sftline data import`,
+`data split` and `data mix` (dashes become underscores) and the keys of sftline.yaml's `line:`.
+
+A field's docstring is its `--help` text; a new option is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+
+
+class ImportSettings(_Settings):
+    """`sftline data import PATH --name NAME ...`."""
+
+    path: Path
+    """The data file: .jsonl, .json, .csv, .tsv or .parquet (relative to the project folder)."""
+    name: str
+    """Dataset name, e.g. support."""
+    format: Literal["auto", "chat", "prompt-completion", "alpaca", "classification", "pairs"] = "auto"
+    """auto, chat, prompt-completion, alpaca, classification or pairs."""
+    text_field: str | None = None
+    """Classification: the column with the input text."""
+    label_field: str | None = None
+    """Classification: the column with the label."""
+    id_field: str = "id"
+    """Field holding a record's own id, if any."""
+    tag: list[str] = []
+    """KEY=VALUE tag for every example (repeatable)."""
+    tag_field: list[str] = []
+    """A field whose value becomes a tag (repeatable)."""
+    label_groups: list[str] = []
+    """TAG=FILE.json: tag each example with the group of its label (repeatable)."""
+    split: list[str] = []
+    """JSON documents of one array per split: import only these (repeatable)."""
+    append: bool = False
+    """Add to the head version instead of replacing its content."""
+
+
+class SplitSettings(_Settings):
+    """`sftline data split DATASET ...`."""
+
+    dataset: str
+    """NAME[@VERSION] to split."""
+    gold: float = Field(default=0.1, ge=0, lt=1)
+    """Share of examples in the gold set (stratified by label)."""
+    rolling_days: float | None = Field(default=None, gt=0)
+    """Hold out the most recent N days (needs --time-field)."""
+    time_field: str | None = None
+    """Tag holding each example's ISO time."""
+    targeted: list[str] = []
+    """TAG=VALUE[:SHARE] slice to hold out (repeatable; share 0.2)."""
+    group_by: str = "near_duplicate"
+    """near_duplicate, field:TAG or none: what must stay on one side."""
+    seed: int = 7
+    """Seed of every choice; recorded."""
+    freeze_gold: bool = False
+    """Freeze the gold set right after the split (it never changes again)."""
+
+
+class MixSettings(_Settings):
+    """`sftline data mix --from SOURCE --weights ...`."""
+
+    sources: list[str] = Field(alias="from", min_length=1)
+    """A source version (repeatable: rehearsal data)."""
+    weights: str
+    """e.g. "domain=banking:0.3,domain=travel:0.2,*:0.5"; dataset=NAME too."""
+    total: int | None = Field(default=None, gt=0)
+    """Examples in the mixture (default: all sources' size)."""
+    seed: int = 7
+    """Seed of the sampling; recorded."""
+    name: str | None = None
+    """Dataset name of the mixture (default SOURCE-mix)."""

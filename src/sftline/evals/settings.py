@@ -1,0 +1,53 @@
+"""What an evaluation is told: the datasets, the sample, the generation limit, calibration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class EvalSettings(BaseModel):
+    """How to evaluate; a suite file (`--suite`) holds these, command-line options override them."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    on: list[str] = []
+    """Datasets (NAME or NAME@VERSION) to evaluate on, each reported on its own."""
+    slices: list[str] | None = None
+    """Tag keys to slice by (default: every tag)."""
+    sample: int | None = Field(default=None, ge=1)
+    """Evaluate a seeded random sample of this many examples instead of all."""
+    seed: int = 0
+    """Seed of the sample and of the bootstrap."""
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Generation limit (default: the contract's limits.max_target_tokens)."""
+    batch_size: int = Field(default=32, ge=1)
+    """Most prompts generated together."""
+    batch_tokens: int = Field(default=16384, ge=64)
+    """Most tokens (prompt + generation, padded) in one batch."""
+    abstain_below: float | None = Field(default=None, gt=0, lt=1)
+    """Classifiers: answer the abstention label when the top probability is below this."""
+    calibrate_on: str | None = None
+    """Classifiers: fit a temperature on this holdout and apply it before scoring."""
+    replicates: int = Field(default=1000, ge=10)
+    """Bootstrap replicates for the 95% intervals."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+
+class EvalStationSettings(EvalSettings):
+    """`line: eval:` in sftline.yaml: the suite, and which models it compares."""
+
+    model: str | None = None
+    """The model to evaluate (default: the model the line's train station made)."""
+    baseline: str | None = None
+    """Compare with this model (a run, a base model, or a folder) and give the release verdict."""
+    no_base: bool = False
+    """Skip the run's base model (shown to tell what SFT changed)."""

@@ -1,0 +1,96 @@
+"""The lineage graph of an artifact: everything upstream of it, through the station runs that
+made each step (source files -> versions -> gate reports -> splits/mixtures -> runs -> models ->
+evaluations). Read only: it never writes to the record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sftline.errors import LineageError
+from sftline.record import queries
+
+
+@dataclass(frozen=True)
+class LineageGraph:
+    root: int
+    nodes: dict[int, dict[str, Any]]
+    """artifact id -> {"id", "kind", "name", "hash"}."""
+    edges: list[dict[str, Any]]
+    """{"from", "to", "station_run", "station"}, artifact ids and the station run's id."""
+    reports: dict[int, list[int]]
+    """dataset version id -> the gate reports of checks that read it (evidence beside the chain)."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "nodes": [self.nodes[i] for i in sorted(self.nodes)],
+            "edges": self.edges,
+            "reports": {str(version): ids for version, ids in self.reports.items()},
+        }
+
+    def parents(self, node: int) -> list[tuple[int, dict[str, Any]]]:
+        """(parent id, edge) of `node`, in edge order; a gate report is not a parent."""
+        return [(e["from"], e) for e in self.edges if e["to"] == node and e["to"] not in self.report_ids]
+
+    @property
+    def report_ids(self) -> set[int]:
+        return {r for ids in self.reports.values() for r in ids}
+
+
+def lineage(session: Session, name_or_hash: str) -> LineageGraph:
+    """Walk the lineage edges from the artifact named `name_or_hash` (a name such as
+    `support@v2`, `run-0003`, `eval-0002`, or a hash prefix) back to its sources."""
+    found = queries.find_artifacts(session, name_or_hash)
+    if not found:
+        raise LineageError(
+            f"no artifact named {name_or_hash!r} in the lineage record; give a dataset version "
+            "(NAME@vN), a run, an evaluation or a hash prefix made by a station"
+        )
+    # The newest artifact of that name is the one a person means (a run's model, say).
+    root = max(found, key=lambda a: a.id)
+    nodes: dict[int, dict[str, Any]] = {}
+    edges: list[dict[str, Any]] = []
+    frontier = [root.id]
+    seen = {root.id}
+    while frontier:
+        incoming = queries.edges_into(session, frontier)
+        runs = queries.station_runs_by_id(session, (e.station_run_id for e in incoming))
+        frontier = []
+        for edge in incoming:
+            edges.append(
+                {
+                    "from": edge.source_id,
+                    "to": edge.target_id,
+                    "station_run": edge.station_run_id,
+                    "station": runs[edge.station_run_id].station,
+                }
+            )
+            if edge.source_id not in seen:
+                seen.add(edge.source_id)
+                frontier.append(edge.source_id)
+    versions = [i for i, a in queries.artifacts_by_id(session, seen).items() if a.kind == "dataset_version"]
+    reports: dict[int, list[int]] = {}
+    checks = queries.reports_of(session, versions)
+    runs = queries.station_runs_by_id(session, (e.station_run_id for e in checks))
+    for edge in checks:
+        reports.setdefault(edge.source_id, []).append(edge.target_id)
+        seen.add(edge.target_id)
+        edges.append(
+            {
+                "from": edge.source_id,
+                "to": edge.target_id,
+                "station_run": edge.station_run_id,
+                "station": "check",
+            }
+        )
+    for artifact in queries.artifacts_by_id(session, seen).values():
+        nodes[artifact.id] = {
+            "id": artifact.id,
+            "kind": artifact.kind,
+            "name": artifact.name,
+            "hash": artifact.hash,
+        }
+    return LineageGraph(root.id, nodes, edges, reports)

@@ -1,0 +1,386 @@
+"""Every question the stations, the CLI and (later) the server ask the record, in one place.
+
+Functions take an open `Session` and return ORM rows; they never commit (the caller's
+`Record.session()` does). Nothing outside `sftline.record` writes SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from sftline.data.versions import MIN_HASH_PREFIX, VERSION_NUMBER, check_dataset_name, parse_ref
+from sftline.errors import DatasetNotFound, ModelError, TrainingError
+from sftline.record.schema import (
+    Artifact,
+    BaseModelEntry,
+    Dataset,
+    DatasetVersion,
+    EvalOutput,
+    Evaluation,
+    FrozenGold,
+    GateReport,
+    LineageEdge,
+    Run,
+    RunMetric,
+    StationRun,
+)
+
+# --- datasets and versions ---------------------------------------------------------------------
+
+
+def dataset_named(session: Session, name: str) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.name == name)).first()
+
+
+def datasets(session: Session) -> list[Dataset]:
+    return list(session.scalars(select(Dataset).order_by(Dataset.name)))
+
+
+def get_or_create_dataset(session: Session, name: str) -> Dataset:
+    dataset = dataset_named(session, check_dataset_name(name))
+    if dataset is None:
+        dataset = Dataset(name=name)
+        session.add(dataset)
+        session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    dataset = dataset_named(session, name)
+    if dataset is None:
+        known = session.scalars(select(Dataset.name).order_by(Dataset.name)).all()
+        hint = f" (datasets: {', '.join(known)})" if known else "; import one with `sftline data import`"
+        raise DatasetNotFound(f"no dataset named {name!r}{hint}")
+    return dataset
+
+
+def head(session: Session, dataset: Dataset) -> DatasetVersion | None:
+    """The dataset's newest version (the highest number)."""
+    return session.scalars(
+        select(DatasetVersion)
+        .where(DatasetVersion.dataset_id == dataset.id)
+        .order_by(DatasetVersion.number.desc())
+        .limit(1)
+    ).first()
+
+
+def next_version_number(session: Session, dataset: Dataset) -> int:
+    latest = session.scalar(
+        select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
+    )
+    return (latest or 0) + 1
+
+
+def resolve(session: Session, ref: str) -> DatasetVersion:
+    """`support`, `support@v2`, `support@2`, `support@<hash prefix>`, `support@latest`."""
+    name, selector = parse_ref(ref)
+    dataset = get_dataset(session, name)
+    if selector in (None, "latest", "head"):
+        version = head(session, dataset)
+    elif match := VERSION_NUMBER.match(selector):
+        version = session.scalars(
+            select(DatasetVersion).where(
+                DatasetVersion.dataset_id == dataset.id, DatasetVersion.number == int(match.group(1))
+            )
+        ).first()
+    elif len(selector) >= MIN_HASH_PREFIX and re.fullmatch(r"[0-9a-f]+", selector):
+        matches = session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash.startswith(selector))
+            .order_by(DatasetVersion.number.desc())
+        ).all()
+        if len({v.content_hash for v in matches}) > 1:
+            raise DatasetNotFound(f"{ref}: the hash prefix {selector!r} is ambiguous; give more characters")
+        version = matches[0] if matches else None
+    else:
+        raise DatasetNotFound(
+            f"{ref}: a version is v<number>, a content-hash prefix of "
+            f"{MIN_HASH_PREFIX}+ hex digits, or latest"
+        )
+    if version is None:
+        raise DatasetNotFound(f"{ref}: no such version; see `sftline data versions {name}`")
+    return version
+
+
+def list_versions(session: Session, name: str) -> list[DatasetVersion]:
+    dataset = get_dataset(session, name)
+    return list(
+        session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset.id)
+            .order_by(DatasetVersion.number)
+        )
+    )
+
+
+# --- frozen gold sets --------------------------------------------------------------------------
+
+
+def frozen_gold_rows(session: Session) -> list[FrozenGold]:
+    return list(session.scalars(select(FrozenGold).order_by(FrozenGold.id)))
+
+
+def frozen_gold_of(session: Session, dataset: Dataset) -> FrozenGold | None:
+    return session.scalars(select(FrozenGold).where(FrozenGold.dataset_id == dataset.id)).first()
+
+
+def frozen_gold_named(session: Session, name: str) -> FrozenGold | None:
+    dataset = dataset_named(session, name)
+    return frozen_gold_of(session, dataset) if dataset is not None else None
+
+
+# --- gate reports ------------------------------------------------------------------------------
+
+
+def latest_gate_report(session: Session, version: DatasetVersion) -> GateReport | None:
+    """The newest check of `version`, or the one that produced it."""
+    return session.scalars(
+        select(GateReport)
+        .where(or_(GateReport.checked_version_id == version.id, GateReport.result_version_id == version.id))
+        .order_by(GateReport.id.desc())
+    ).first()
+
+
+# --- base models -------------------------------------------------------------------------------
+
+
+def base_model_named(session: Session, name: str) -> BaseModelEntry | None:
+    return session.scalars(select(BaseModelEntry).where(BaseModelEntry.name == name)).first()
+
+
+def base_models(session: Session) -> list[BaseModelEntry]:
+    return list(session.scalars(select(BaseModelEntry).order_by(BaseModelEntry.name)))
+
+
+def save_base_model(session: Session, name: str, **fields: Any) -> BaseModelEntry:
+    """Insert or update the base model `name`."""
+    entry = base_model_named(session, name)
+    if entry is None:
+        entry = BaseModelEntry(name=name)
+        session.add(entry)
+    for key, value in fields.items():
+        setattr(entry, key, value)
+    return entry
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def run_named(session: Session, name: str) -> Run | None:
+    return session.scalars(select(Run).where(Run.name == name)).first()
+
+
+def get_run(session: Session, name: str) -> Run:
+    run = run_named(session, name)
+    if run is None:
+        raise TrainingError(f"no run named {name!r}; see `sftline runs list`")
+    return run
+
+
+def runs(session: Session) -> list[Run]:
+    return list(session.scalars(select(Run).order_by(Run.id)))
+
+
+def run_metrics(session: Session, run: Run) -> list[RunMetric]:
+    return list(
+        session.scalars(
+            select(RunMetric).where(RunMetric.run_id == run.id).order_by(RunMetric.step, RunMetric.id)
+        )
+    )
+
+
+def add_run_metrics(session: Session, run_id: int, history: Sequence[dict[str, Any]]) -> None:
+    """One row per (step, metric) of `history` (dicts with a "step" and metric values)."""
+    session.add_all(
+        RunMetric(run_id=run_id, step=h["step"], name=k, value=v)
+        for h in history
+        for k, v in h.items()
+        if k != "step"
+    )
+
+
+# --- evaluations -------------------------------------------------------------------------------
+
+
+def evaluation_named(session: Session, name: str) -> Evaluation:
+    row = session.scalars(select(Evaluation).where(Evaluation.name == name)).first()
+    if row is None:
+        raise ModelError(f"no evaluation named {name!r}")
+    return row
+
+
+def evaluation_by_key(session: Session, key: str) -> Evaluation | None:
+    return session.scalars(
+        select(Evaluation).where(Evaluation.key == key).order_by(Evaluation.id.desc())
+    ).first()
+
+
+def evaluations(session: Session, *, newest_first: bool = True) -> list[Evaluation]:
+    order = Evaluation.id.desc() if newest_first else Evaluation.id
+    return list(session.scalars(select(Evaluation).order_by(order)))
+
+
+def eval_outputs(session: Session, evaluation: Evaluation) -> list[EvalOutput]:
+    return list(
+        session.scalars(
+            select(EvalOutput).where(EvalOutput.evaluation_id == evaluation.id).order_by(EvalOutput.position)
+        )
+    )
+
+
+def add_eval_outputs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert of per-example outputs (one executemany, not one ORM object per row)."""
+    if rows:
+        session.execute(insert(EvalOutput), list(rows))
+
+
+# --- station runs and lineage ------------------------------------------------------------------
+
+
+def succeeded_station_run(session: Session, station: str, key: str) -> StationRun | None:
+    """The newest successful run of `station` with this key."""
+    return session.scalars(
+        select(StationRun)
+        .where(StationRun.station == station, StationRun.key == key, StationRun.status == "succeeded")
+        .order_by(StationRun.id.desc())
+    ).first()
+
+
+def running_station_runs(session: Session) -> list[StationRun]:
+    return list(session.scalars(select(StationRun).where(StationRun.status == "running")))
+
+
+def running_runs(session: Session) -> list[Run]:
+    return list(session.scalars(select(Run).where(Run.status == "running")))
+
+
+def station_runs(session: Session, *, limit: int | None = None) -> list[StationRun]:
+    query = select(StationRun).order_by(StationRun.id.desc())
+    return list(session.scalars(query.limit(limit) if limit else query))
+
+
+def renew_station_run(session: Session, run_id: int) -> None:
+    row = session.get(StationRun, run_id)
+    if row is not None and row.status == "running":
+        row.heartbeat_at = datetime.now(timezone.utc)
+
+
+def finish_station_run(
+    session: Session,
+    run_id: int,
+    *,
+    status: str,
+    seconds: float,
+    error: str | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    row = session.get(StationRun, run_id)
+    if row is None:
+        return
+    row.status, row.error, row.seconds = status, error, seconds
+    row.finished_at = datetime.now(timezone.utc)
+    if outputs is not None:
+        row.outputs = outputs
+    if result is not None:
+        row.result = result
+
+
+def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifact:
+    """The artifact (kind, name, hash), created when new."""
+    row = session.scalars(
+        select(Artifact).where(Artifact.kind == kind, Artifact.name == name, Artifact.hash == digest)
+    ).first()
+    if row is None:
+        row = Artifact(kind=kind, name=name, hash=digest)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def record_lineage(session: Session, run_id: int, inputs: Iterable[Any], outputs: Iterable[Any]) -> None:
+    """An edge from every input artifact to every output artifact, through station run `run_id`.
+    `inputs` and `outputs` hold objects with `kind`, `name` and `hash`."""
+    sources = [artifact_row(session, a.kind, a.name, a.hash) for a in inputs]
+    targets = [artifact_row(session, a.kind, a.name, a.hash) for a in outputs]
+    for source in sources:
+        for target in targets:
+            if source.id != target.id:
+                session.add(LineageEdge(source_id=source.id, target_id=target.id, station_run_id=run_id))
+    session.flush()
+
+
+def artifact_exists(session: Session, kind: str, name: str, digest: str) -> bool:
+    """Whether a recorded output is still there: its own row for versions, runs and evaluations,
+    its artifact row for everything else."""
+    if kind == "dataset_version":
+        dataset, _, number = name.partition("@v")
+        found = dataset_named(session, dataset)
+        return found is not None and any(
+            v.content_hash == digest and str(v.number) == number for v in found.versions
+        )
+    if kind in ("run", "model"):
+        run = run_named(session, name)
+        return run is not None and run.status in ("completed", "stopped_early")
+    if kind == "evaluation":
+        return session.scalars(select(Evaluation.id).where(Evaluation.name == name)).first() is not None
+    return (
+        session.scalars(
+            select(Artifact.id).where(Artifact.kind == kind, Artifact.name == name, Artifact.hash == digest)
+        ).first()
+        is not None
+    )
+
+
+def find_artifacts(session: Session, text: str) -> list[Artifact]:
+    """Artifacts whose name is `text`, or whose hash starts with it (6+ hex digits)."""
+    rows = list(session.scalars(select(Artifact).where(Artifact.name == text).order_by(Artifact.id)))
+    if not rows and len(text) >= MIN_HASH_PREFIX and re.fullmatch(r"[0-9a-f]+", text):
+        rows = list(
+            session.scalars(select(Artifact).where(Artifact.hash.startswith(text)).order_by(Artifact.id))
+        )
+    return rows
+
+
+def edges_into(session: Session, artifact_ids: Sequence[int]) -> list[LineageEdge]:
+    if not artifact_ids:
+        return []
+    return list(
+        session.scalars(
+            select(LineageEdge).where(LineageEdge.target_id.in_(artifact_ids)).order_by(LineageEdge.id)
+        )
+    )
+
+
+def reports_of(session: Session, artifact_ids: Sequence[int]) -> list[LineageEdge]:
+    """Edges from these artifacts into gate reports: the checks that looked at them."""
+    if not artifact_ids:
+        return []
+    return list(
+        session.scalars(
+            select(LineageEdge)
+            .join(Artifact, Artifact.id == LineageEdge.target_id)
+            .where(LineageEdge.source_id.in_(artifact_ids), Artifact.kind == "gate_report")
+            .order_by(LineageEdge.id)
+        )
+    )
+
+
+def artifacts_by_id(session: Session, ids: Iterable[int]) -> dict[int, Artifact]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {a.id: a for a in session.scalars(select(Artifact).where(Artifact.id.in_(wanted)))}
+
+
+def station_runs_by_id(session: Session, ids: Iterable[int]) -> dict[int, StationRun]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {r.id: r for r in session.scalars(select(StationRun).where(StationRun.id.in_(wanted)))}

@@ -1,0 +1,1 @@
+"""The stations: the only code that opens the Workspace (record + object store)."""

@@ -1,0 +1,521 @@
+"""`sftline train`: a run from the record's data and base model to an exported HF folder.
+
+A recipe of named steps: `setup_run` (resolve the inputs, record the row), `prepare_run_data`,
+`build_model`, `run_loop`, `export_run`, `finish_run`, all but the first inside `recording`,
+which holds the row's lease and marks it `failed` or `interrupted` when a step does not return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy.orm import Session
+
+from sftline import __version__
+from sftline.atomic import write_text
+from sftline.contract.labels import label_set
+from sftline.data.example import Example
+from sftline.errors import RecordError, SftlineError, TrainingError
+from sftline.evals.predict import ClassifierPredictor, GenerationPredictor, Predictor
+from sftline.evals.scoring import point_metrics
+from sftline.models.materialise import hash_folder
+from sftline.record import leases, queries
+from sftline.record.queries import resolve
+from sftline.record.schema import Run
+from sftline.record.workspace import Workspace
+from sftline.stations.models import BaseModelRef, find_base_model
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
+from sftline.stations.versions import load_examples
+from sftline.train.checkpoint import full_trainable_state, load_trainable
+from sftline.train.config import TrainConfig
+from sftline.train.distill import DistillChatData, load_teacher
+from sftline.train.distributed import (
+    DistInfo,
+    Strategy,
+    barrier,
+    broadcast,
+    device_for,
+    init_distributed,
+    strategy_for,
+)
+from sftline.train.export import export_model
+from sftline.train.tasks import ChatData, TaskData, prepare_classifier
+from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
+
+RUNS_DIR = "runs"
+
+
+def code_version() -> str:
+    """sftline's version, plus the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def holdout_behaviour(
+    model: Any,
+    tokenizer: Any,
+    base_path: Path,
+    examples: list[Any],
+    config: TrainConfig,
+    workspace: Workspace,
+    labels: list[str] | None,
+    *,
+    synced: bool = False,
+) -> Callable[[], dict[str, float | None]]:
+    """The eval station's metrics of the model in training on the holdout, by classifying or
+    generating exactly as `sftline eval` does."""
+    contract = workspace.project.config.contract
+    predictor: Predictor
+    if labels is not None:
+        predictor = ClassifierPredictor(
+            model, tokenizer, max_length=config.max_length or contract.limits.max_length
+        )
+    else:
+        predictor = GenerationPredictor.around(
+            model,
+            tokenizer,
+            base_path,
+            contract.system_prompt,
+            max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
+            synced=synced,
+        )
+    return lambda: point_metrics(predictor.predict(examples), contract, labels)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What setup settled before any work: the run's inputs, its processes and its recorded row."""
+
+    info: DistInfo
+    strategy: Strategy
+    device: torch.device
+    task: str
+    base: BaseModelRef
+    teacher: BaseModelRef | None
+    examples: list[Example]
+    eval_examples: list[Example]
+    data_ref: str
+    data_hash: str
+    eval_ref: str | None
+    max_length: int
+    run_id: int
+    run_name: str
+    output: Path
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The run's examples as the task trains on them."""
+
+    tokenizer: Any
+    labels: list[str] | None
+    """The classifier's label set; None for chat."""
+    data: TaskData
+    eval_data: TaskData | None
+
+
+def start_run(
+    workspace: Workspace,
+    config: TrainConfig,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    resume: str | None = None,
+    stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train a recorded run: set up (resolve data and base model, record the row), prepare the
+    data, build the model, loop, export, finish. From setup on the row holds rank 0's lease, and a
+    failure marks it `failed` with its error (an interrupt: `interrupted`) before it propagates."""
+    run = setup_run(workspace, config, resume)
+    with recording(workspace, run):
+        data = prepare_run_data(workspace, config, run)
+        torch.manual_seed(config.seed)
+        model = build_model(run.base.path, config, run.device, labels=data.labels)
+        result = run_loop(
+            workspace,
+            config,
+            run,
+            data,
+            model,
+            progress=progress,
+            resume=bool(resume),
+            stop_after_steps=stop_after_steps,
+        )
+        finished = stop_after_steps is None or result.state.step >= result.total_steps or result.stopped_early
+        exported = export_run(config, run, data, model, result) if finished else None
+        return finish_run(workspace, config, run, data, result, finished=finished, exported=exported)
+
+
+def setup_run(workspace: Workspace, config: TrainConfig, resume: str | None) -> RunSetup:
+    """Resolve the task, base model, teacher and data, then record the run's row holding the lease
+    (rank 0 alone writes the record; the other processes of a torchrun learn the run from it).
+    Everything that can be refused is checked first, so a refused run leaves no row behind."""
+    info = init_distributed()
+    contract = workspace.project.config.contract
+    task = config.task or contract.task
+    base = find_base_model(workspace, config.base)
+    if task == "chat" and base.kind != "causal-lm":
+        raise TrainingError(f"base model {base.name} is a {base.kind}, not a causal LM; chat SFT needs one")
+    if task == "classify" and base.kind == "causal-lm":
+        raise TrainingError(
+            f"base model {base.name} is a causal LM; task classify needs an encoder (minilm-l6)"
+        )
+    teacher = None
+    if config.teacher is not None:
+        if task != "chat":
+            raise TrainingError("--teacher distils a causal LM; it needs task chat")
+        teacher = find_base_model(workspace, config.teacher)
+    strategy = strategy_for(config.parallel, config.method, info)
+    with workspace.record.session() as session:
+        data_version = resolve(session, config.data)
+        examples = load_examples(workspace, data_version)
+        eval_version = resolve(session, config.eval_on) if config.eval_on else None
+        eval_examples = load_examples(workspace, eval_version) if eval_version else []
+        row: Run | None = None
+        if resume:
+            row = _resumed_row(session, resume, config, info)
+        elif info.is_main:
+            row = Run(
+                name=f"pending-{os.getpid()}",
+                status="running",
+                config=config.model_dump(mode="json"),
+                seed=config.seed,
+                data_version_id=data_version.id,
+                eval_version_id=eval_version.id if eval_version else None,
+                base_model=base.name,
+                base_model_hash=base.content_hash,
+                code_version=code_version(),
+                output_dir="",
+            )
+            leases.take(row)
+            session.add(row)
+            session.flush()
+            row.name = f"run-{row.id:04d}"
+            row.output_dir = str(workspace.project.state_dir / RUNS_DIR / row.name)
+        created = (row.id, row.name, row.output_dir) if row is not None else None
+        data_ref, data_hash = data_version.ref, data_version.content_hash
+        eval_ref = eval_version.ref if eval_version else None
+    run_id, run_name, output_dir = broadcast(created, info)
+    return RunSetup(
+        info=info,
+        strategy=strategy,
+        device=device_for(info),
+        task=task,
+        base=base,
+        teacher=teacher,
+        examples=examples,
+        eval_examples=eval_examples,
+        data_ref=data_ref,
+        data_hash=data_hash,
+        eval_ref=eval_ref,
+        max_length=config.max_length or contract.limits.max_length,
+        run_id=run_id,
+        run_name=run_name,
+        output=Path(output_dir),
+    )
+
+
+def _resumed_row(session: Session, name: str, config: TrainConfig, info: DistInfo) -> Run:
+    """The run `name`, taken over by this process (rank 0) unless a live process still holds it."""
+    row = queries.get_run(session, name)
+    if row.config != config.model_dump(mode="json"):
+        raise TrainingError(f"--resume {name}: the config differs from the run's; resume takes no changes")
+    if info.is_main:
+        if row.status == "running" and not leases.is_stale(row):
+            raise TrainingError(
+                f"--resume {name}: the run is still running (pid {row.pid} on {row.host}); "
+                "resume it once that process has stopped"
+            )
+        row.status, row.error = "running", None
+        leases.take(row)
+    return row
+
+
+@contextmanager
+def recording(workspace: Workspace, run: RunSetup) -> Iterator[None]:
+    """The run's row while the run works (rank 0 writes it): its lease is renewed every heartbeat;
+    an error marks it `failed` with the error's line, an interrupt (Ctrl-C, SystemExit) marks it
+    `interrupted`, and the exception goes on."""
+    if not run.info.is_main:
+        yield
+        return
+
+    def renew() -> None:
+        with workspace.record.session() as session:
+            row = session.get(Run, run.run_id)
+            if row is not None:
+                row.heartbeat_at = datetime.now(timezone.utc)
+
+    try:
+        with leases.heartbeat(renew):
+            yield
+    except Exception as exc:
+        _mark_ended(workspace, run.run_id, "failed", failure_line(exc))
+        raise
+    except BaseException:
+        _mark_ended(workspace, run.run_id, "interrupted", None)
+        raise
+
+
+def failure_line(exc: BaseException) -> str:
+    """The one line a failed run records: an sftline error's message, or `Type: message`."""
+    text = str(exc) if isinstance(exc, SftlineError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def _mark_ended(workspace: Workspace, run_id: int, status: str, error: str | None) -> None:
+    # A record that cannot be reached now cannot be marked: the stale lease will tell instead,
+    # and the error that ended the run is the one to report.
+    with contextlib.suppress(RecordError), workspace.record.session() as session:
+        row = session.get(Run, run_id)
+        if row is not None:
+            row.status, row.error = status, error
+
+
+def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -> RunData:
+    """The training (and holdout) examples tokenised for the task; with a teacher, loaded beside."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # sftline draws its own progress
+    hf_logging.set_verbosity_error()  # a new classifier head is expected, not news
+    contract = workspace.project.config.contract
+    tokenizer = AutoTokenizer.from_pretrained(run.base.path, local_files_only=True)
+    labels: list[str] | None = None
+    data: TaskData
+    eval_data: TaskData | None = None
+    if run.task == "classify":
+        labels = label_set(run.examples, contract.output.labels, contract.abstention)
+        max_length = min(run.max_length, tokenizer.model_max_length)
+        data = prepare_classifier(
+            tokenizer, run.examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
+        )
+        if run.eval_examples:
+            eval_data = prepare_classifier(
+                tokenizer, run.eval_examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
+            )
+    else:
+        system_prompt, max_length = contract.system_prompt, run.max_length
+        data = prepare(tokenizer, run.examples, config, system_prompt=system_prompt, max_length=max_length)
+        if run.eval_examples:
+            eval_data = prepare(
+                tokenizer, run.eval_examples, config, system_prompt=system_prompt, max_length=max_length
+            )
+    if run.teacher is not None:
+        teacher = load_teacher(run.teacher.path, tokenizer, run.device)
+        settings = {
+            "teacher": teacher,
+            "alpha": config.distill_alpha,
+            "temperature": config.distill_temperature,
+        }
+        assert isinstance(data, ChatData)  # setup refuses a teacher for any task but chat
+        data = DistillChatData.from_chat(data, **settings)
+        if isinstance(eval_data, ChatData):
+            eval_data = DistillChatData.from_chat(eval_data, **settings)
+    return RunData(tokenizer, labels, data, eval_data)
+
+
+def run_loop(
+    workspace: Workspace,
+    config: TrainConfig,
+    run: RunSetup,
+    data: RunData,
+    model: Any,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None,
+    resume: bool,
+    stop_after_steps: int | None,
+) -> TrainResult:
+    """The training loop; its metrics reach the record with each checkpoint (rank 0)."""
+
+    def record_metrics(history: list[dict[str, Any]]) -> None:
+        with workspace.record.session() as session:
+            queries.add_run_metrics(session, run.run_id, history)
+
+    behaviour = None
+    if run.eval_examples and config.eval_metric != "loss":
+        behaviour = holdout_behaviour(
+            model,
+            data.tokenizer,
+            run.base.path,
+            run.eval_examples,
+            config,
+            workspace,
+            data.labels,
+            synced=run.strategy == "fsdp",
+        )
+    return train_loop(
+        model,
+        data.data,
+        config,
+        checkpoints=run.output / "checkpoints",
+        device=run.device,
+        eval_data=data.eval_data,
+        resume=resume,
+        progress=progress,
+        on_metrics=record_metrics,
+        stop_after_steps=stop_after_steps,
+        dist_info=run.info,
+        behaviour=behaviour,
+    )
+
+
+def export_run(
+    config: TrainConfig, run: RunSetup, data: RunData, model: Any, result: TrainResult
+) -> tuple[dict[str, str], str] | None:
+    """Rank 0 writes output/model (and adapter), then manifest.json, each atomically, and returns
+    the model folder's files and content hash, computed once, here. Under FSDP every rank first
+    takes part in gathering the shards."""
+    state = result.state
+    if run.strategy == "fsdp":
+        # The shards come together on rank 0 (every rank takes part), in an unsharded copy.
+        weights = full_trainable_state(model, run.strategy)
+        if run.info.is_main:
+            model = build_model(run.base.path, config, torch.device("cpu"), labels=data.labels)
+            load_trainable(model, weights)
+    if not run.info.is_main:
+        return None
+    best_dir = run.output / "checkpoints" / "best" if state.best_step else None
+    folder = export_model(model, data.tokenizer, config, run.output, best_dir=best_dir)
+    files, model_hash = hash_folder(folder)
+    manifest = {
+        "run": run.run_name,
+        "data": {"ref": run.data_ref, "content_hash": run.data_hash},
+        "eval": run.eval_ref,
+        "base_model": {"name": run.base.name, "content_hash": run.base.content_hash},
+        "model": {"content_hash": model_hash, "files": files},
+        "config": config.model_dump(mode="json"),
+        "code_version": code_version(),
+        "task": run.task,
+        "labels": data.labels,
+        "seed": config.seed,
+        "steps": state.step,
+        "trained_tokens": state.trained_tokens,
+        "length_policy": data.data.counts,
+        "packing": getattr(data.data, "layout", None),
+        "parallel": {"strategy": run.strategy, "world_size": run.info.world_size},
+        "best_step": state.best_step,
+        "eval_metric": config.eval_metric,
+        "best_eval": state.best_eval,
+        "tokens_per_step": result.note,
+        "stopped_early": result.stopped_early,
+    }
+    write_text(run.output / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    return files, model_hash
+
+
+def finish_run(
+    workspace: Workspace,
+    config: TrainConfig,
+    run: RunSetup,
+    data: RunData,
+    result: TrainResult,
+    *,
+    finished: bool,
+    exported: tuple[dict[str, str], str] | None,
+) -> dict[str, Any]:
+    """The run's summary; rank 0 records it with the status and the exported model's hash."""
+    state = result.state
+    seconds = max(state.train_seconds, 1e-9)
+    status = "stopped_early" if result.stopped_early else ("completed" if finished else "interrupted")
+    summary = {
+        "run": run.run_name,
+        "task": run.task,
+        "status": status,
+        "output": str(run.output / "model"),
+        "steps": state.step,
+        "total_steps": result.total_steps,
+        "trained_tokens": state.trained_tokens,
+        "tokens_per_second": round(state.tokens / seconds, 1),
+        "computed_tokens_per_second": round(state.computed_tokens / seconds, 1),
+        "final_loss": state.history[-1]["loss"] if state.history else None,
+        "eval_metric": config.eval_metric,
+        "best_eval": state.best_eval,
+        "best_step": state.best_step,
+        "length_policy": data.data.counts,
+        "tokens_per_step": result.note,
+        "packing": getattr(data.data, "layout", None),
+        "parallel": {"strategy": run.strategy, "world_size": run.info.world_size},
+        "device": str(run.device),
+    }
+    barrier(run.info)
+    if not run.info.is_main:
+        return summary
+    with workspace.record.session() as session:
+        row = session.get(Run, run.run_id)
+        assert row is not None
+        row.status, row.steps, row.trained_tokens, row.summary = (
+            status,
+            state.step,
+            state.trained_tokens,
+            summary,
+        )
+        row.finished_at = datetime.now(timezone.utc) if finished else None
+        if exported is not None:
+            row.model_files, row.model_hash = exported
+    return summary
+
+
+def train_work(workspace: Workspace, config: TrainConfig) -> Work:
+    """The data, holdout, base and teacher models by content hash; every setting but their names;
+    and the contract fields rendering and labels depend on."""
+    contract = workspace.project.config.contract
+    with workspace.record.session() as session:
+        data = resolve(session, config.data)
+        inputs = [ArtifactRef("dataset_version", data.ref, data.content_hash)]
+        if config.eval_on:
+            holdout = resolve(session, config.eval_on)
+            inputs.append(ArtifactRef("holdout_version", holdout.ref, holdout.content_hash))
+    base = find_base_model(workspace, config.base)
+    inputs.append(ArtifactRef("base_model", base.name, base.content_hash))
+    if config.teacher:
+        teacher = find_base_model(workspace, config.teacher)
+        inputs.append(ArtifactRef("teacher_model", teacher.name, teacher.content_hash))
+    shaping = {
+        "config": config.model_dump(mode="json", exclude={"data", "eval_on", "base", "teacher"}),
+        "contract": contract.model_dump(
+            mode="json", include={"task", "system_prompt", "output", "abstention", "limits"}
+        ),
+    }
+    return Work("train", f"train {config.base} on {data.ref}", tuple(inputs), shaping)
+
+
+def train_station(
+    workspace: Workspace,
+    config: TrainConfig,
+    *,
+    force: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> StationResult:
+    """`sftline train` as a station: a finished run of the same inputs and settings is reused."""
+    work = train_work(workspace, config)
+
+    def execute() -> Produced:
+        summary = start_run(workspace, config, progress=progress)
+        with workspace.record.session() as session:
+            run = queries.get_run(session, summary["run"])
+            if run.status not in ("completed", "stopped_early") or run.model_hash is None:
+                raise TrainingError(f"{run.name} ended {run.status} without an exported model")
+            outputs = [ArtifactRef("run", run.name, work.key), ArtifactRef("model", run.name, run.model_hash)]
+        return Produced(outputs, summary)
+
+    return run_station(workspace, work, execute, force=force)

@@ -1,0 +1,224 @@
+"""`sftline run`: the line of sftline.yaml end to end on a tiny chat model, cached and re-run
+exactly downstream of each change; `sftline lineage`; verdict exit codes; a killed line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sftline.cli.main import main
+from sftline.record import queries
+from sftline.record.workspace import Workspace
+from sftline.stations.evaluate import load_outputs
+from tests.integration.conftest import classify_rows
+from tests.support.cli import run_json
+
+pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+
+LINE = {
+    "import": [{"path": "intents.jsonl", "name": "intents"}],
+    "check": {"dataset": "intents"},
+    "split": {"dataset": "intents", "gold": 0.2, "group_by": "none", "seed": 7},
+    "train": {"base": "tiny", "data": "intents-train", "max_steps": 3, "batch_tokens": 256, "seed": 3},
+    "eval": {"on": ["intents-gold"], "sample": 8, "max_new_tokens": 3, "no_base": True},
+}
+
+
+def _configure(project: Path, line: dict[str, Any], **sections: Any) -> None:
+    path = project / "sftline.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["line"] = line
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str, code: int = 0) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["run", *args, "--json"]) == code, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def _statuses(result: dict[str, Any]) -> dict[str, str]:
+    return {s["label"].split(" ")[0]: s["status"] for s in result["stations"]}
+
+
+def test_the_line_runs_once_then_is_cached_and_reruns_exactly_downstream_of_a_change(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(chat_project, LINE)
+    first = _run(capsys)
+    # The fixture imported intents.jsonl with `sftline data import`: the same station and key.
+    assert _statuses(first) == {
+        "import": "cached",
+        **dict.fromkeys(["check", "split", "train", "eval"], "ran"),
+    }
+    assert all(len(s["key"]) == 64 for s in first["stations"]) and first["verdict"] is None
+    assert first["exit_code"] == 0
+
+    again = _run(capsys)
+    assert _statuses(again) == dict.fromkeys(["import", "check", "split", "train", "eval"], "cached")
+    assert [s["key"] for s in again["stations"]] == [s["key"] for s in first["stations"]]
+    assert [s["outputs"] for s in again["stations"]] == [s["outputs"] for s in first["stations"]]
+
+    # A gate threshold: the check runs again; it accepts the same examples, so nothing after it does.
+    _configure(chat_project, LINE, gates={"near_duplicates": {"threshold": 0.95}})
+    assert _statuses(_run(capsys)) == {
+        "import": "cached", "check": "ran", "split": "cached", "train": "cached", "eval": "cached",
+    }  # fmt: skip
+
+    # The training seed: a new model, so its evaluation too.
+    line = json.loads(json.dumps(LINE))
+    line["train"]["seed"] = 4
+    _configure(chat_project, line, gates={"near_duplicates": {"threshold": 0.95}})
+    assert _statuses(_run(capsys)) == {
+        "import": "cached", "check": "cached", "split": "cached", "train": "ran", "eval": "ran",
+    }  # fmt: skip
+
+    # The evaluation's data: the evaluation alone.
+    line["eval"]["sample"] = 6
+    _configure(chat_project, line, gates={"near_duplicates": {"threshold": 0.95}})
+    assert _statuses(_run(capsys)) == {
+        "import": "cached", "check": "cached", "split": "cached", "train": "cached", "eval": "ran",
+    }  # fmt: skip
+
+    # One more line in the data file: everything downstream of the import.
+    with (chat_project / "intents.jsonl").open("a") as handle:
+        chat = {"messages": [{"role": "user", "content": "wire money to my brother"}]}
+        chat["messages"].append({"role": "assistant", "content": "transfer"})
+        handle.write(json.dumps(chat) + "\n")
+    assert _statuses(_run(capsys)) == dict.fromkeys(["import", "check", "split", "train", "eval"], "ran")
+
+    # --until stops the line after a station; --force runs a cached one again.
+    partial = _run(capsys, "--until", "split", "--force", "check")
+    assert _statuses(partial) == {
+        "import": "cached", "check": "ran", "split": "cached", "train": "skipped", "eval": "skipped",
+    }  # fmt: skip
+
+
+def test_lineage_leads_from_an_evaluation_back_to_the_source_file(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(chat_project, LINE)
+    result = _run(capsys)
+    evaluation = next(s for s in result["stations"] if s["station"] == "eval")["outputs"][0]["name"]
+    graph = run_json(capsys, "lineage", evaluation)
+    kinds = {node["kind"] for node in graph["nodes"]}
+    assert kinds == {"source_file", "dataset_version", "gate_report", "base_model", "model", "evaluation"}
+    names = {node["id"]: node["name"] for node in graph["nodes"]}
+    assert names[graph["root"]] == evaluation
+    stations = {(names[e["from"]], e["station"]) for e in graph["edges"]}
+    assert (str(chat_project / "intents.jsonl"), "import") in stations
+    # Every example passed the gates: the check's version is the import's, read by the split.
+    assert ("intents@v1", "check") in stations and ("intents@v1", "split") in stations
+    assert ("intents-train@v1", "train") in stations and ("tiny", "train") in stations
+    capsys.readouterr()
+    assert main(["lineage", evaluation]) == 0
+    tree = capsys.readouterr().out
+    assert "intents.jsonl" in tree and "--import-->" in tree and "--train-->" in tree
+    assert "gate-report-1" in tree and "(checked)" in tree
+
+
+def test_the_verdict_is_the_exit_code_cached_or_not(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = json.loads(json.dumps(LINE))
+    line["eval"]["baseline"] = "tiny"
+    # A tiny random model never answers right: a minimum accuracy of 1.0 must fail.
+    release = {"criteria": [{"metric": "accuracy", "min": 1.0}]}
+    _configure(chat_project, line, release=release)
+    assert _run(capsys, code=3)["verdict"] == "fail"
+    cached = _run(capsys, code=3)
+    assert cached["verdict"] == "fail" and _statuses(cached)["eval"] == "cached"
+    # A criterion that applies to nothing here (a label task's schema) is inconclusive, never pass.
+    _configure(chat_project, line, release={"criteria": [{"metric": "schema_compliance", "min": 1.0}]})
+    assert _run(capsys, code=4)["verdict"] == "inconclusive"
+
+
+def test_a_failed_station_stops_the_line_with_one_line_and_skips_the_rest(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = json.loads(json.dumps(LINE))
+    line["train"]["data"] = "no-such-dataset"
+    _configure(chat_project, line)
+    result = _run(capsys, code=1)
+    assert _statuses(result) == {
+        "import": "cached", "check": "ran", "split": "ran", "train": "failed", "eval": "skipped",
+    }  # fmt: skip
+    assert result["error"].startswith("train: no dataset named 'no-such-dataset'")
+    capsys.readouterr()
+    assert main(["run"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [
+        "error: train: no dataset named 'no-such-dataset' (datasets: intents, intents-gold, intents-train)"
+    ]
+
+
+def test_a_killed_line_leaves_its_station_interrupted_and_the_next_run_trains_again(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = json.loads(json.dumps(LINE))
+    line["train"]["max_steps"] = 100_000
+    _configure(chat_project, line)
+    env = {**os.environ, "SFTLINE_HEARTBEAT_SECONDS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sftline", "run", "--json"],
+        cwd=chat_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+                if any(r.station == "train" and r.status == "running" for r in queries.station_runs(session)):
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the training station never started")
+        # Another `sftline run` meanwhile is told the line is busy, in one line.
+        capsys.readouterr()
+        assert main(["run"]) == 1
+        assert "the line is busy" in capsys.readouterr().err
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    line["train"]["max_steps"] = 3
+    _configure(chat_project, line)
+    # The killed run's lease is stale: `runs list` shows it interrupted without writing it.
+    runs = run_json(capsys, "runs", "list")
+    assert [r["status"] for r in runs] == ["interrupted"]
+    result = _run(capsys)
+    assert _statuses(result)["train"] == "ran"
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        trains = [r for r in queries.station_runs(session) if r.station == "train"]
+        assert sorted(r.status for r in trains) == ["interrupted", "succeeded"]
+
+
+def test_a_changed_label_set_evaluates_again_instead_of_reusing_stale_outputs(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Zero-shot MiniLM answers with the contract's labels: a new label set must re-run it.
+    args = ["eval", "minilm-l6", "--on", "intents", "--sample", "20"]
+    first = run_json(capsys, *args)
+    assert first["station"] == "ran" and not first["sections"][0]["reused"]
+    again = run_json(capsys, *args)
+    assert again["station"] == "cached" and again["key"] == first["key"]
+    config = yaml.safe_load((classify_project / "sftline.yaml").read_text())
+    labels = sorted({label for _, label in classify_rows()} - {"oos"})[:40] + ["oos"]
+    config["contract"]["output"]["labels"] = labels
+    (classify_project / "sftline.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    changed = run_json(capsys, *args)
+    assert changed["station"] == "ran" and changed["key"] != first["key"]
+    section = changed["sections"][0]
+    assert not section["reused"] and section["evaluation"] != first["sections"][0]["evaluation"]
+    with Workspace.find(classify_project) as workspace:
+        answers = {o.output for o in load_outputs(workspace, section["evaluation"])}
+    assert answers <= set(labels)
