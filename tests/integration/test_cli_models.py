@@ -55,3 +55,21 @@ def test_unknown_model_is_one_line(project_dir: Path, capsys: pytest.CaptureFixt
     assert main(["models", "pull", "gpt-17"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "minilm-l6" in err[0] and "smollm2-135m-instruct" in err[0]
+
+
+@pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def test_an_embedded_base_model_is_pulled_on_first_use(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sftline.record.workspace import Workspace
+    from sftline.stations.models import find_base_model
+
+    assert [m["status"] for m in run_json(capsys, "models", "list") if m["name"] == "minilm-l6"] != ["ready"]
+    with Workspace.find(project_dir) as workspace:
+        found = find_base_model(workspace, "minilm-l6")
+        again = find_base_model(workspace, "minilm-l6")
+    assert found == again and found.kind == "encoder" and (found.path / "config.json").is_file()
+    listed = {m["name"]: m for m in run_json(capsys, "models", "list")}
+    assert listed["minilm-l6"]["content_hash"] == found.content_hash
+    with Workspace.find(project_dir) as workspace, pytest.raises(Exception, match="sftline models register"):
+        find_base_model(workspace, "no-such-model")

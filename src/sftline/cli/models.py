@@ -13,29 +13,11 @@ from sftline.cli.output import console, err_console, print_json
 
 if TYPE_CHECKING:
     from sftline.models import MaterialisedModel
-    from sftline.record.workspace import Workspace
 
 app = typer.Typer(
     help="Base models: list, pull the embedded defaults, register local folders.", no_args_is_help=True
 )
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
-
-
-def _save(workspace: Workspace, model: MaterialisedModel) -> dict[str, Any]:
-    from sftline.record.queries import save_base_model
-
-    with workspace.record.session() as session:
-        save_base_model(
-            session,
-            model.name,
-            kind=model.kind,
-            path=str(model.path),
-            source=model.source,
-            content_hash=model.content_hash,
-            files=model.files,
-            n_parameters=model.n_parameters,
-        )
-    return _model_json(model)
 
 
 def _model_json(model: MaterialisedModel) -> dict[str, Any]:
@@ -107,17 +89,16 @@ def pull(
     json_output: JsonFlag = False,
 ) -> None:
     """Materialise an embedded base model as a trainable Hugging Face folder in .sftline/cache/models/."""
-    from sftline.models import materialise_embedded
+    from sftline.stations.models import pull_base_model
 
-    with open_workspace() as workspace:
-        with err_console.status(f"materialising {name}") as status:
-            model = materialise_embedded(
-                name,
-                workspace.project.models_cache_dir,
-                force=force,
-                progress=None if json_output else lambda stage: status.update(f"{name}: {stage}"),
-            )
-        data = _save(workspace, model)
+    with open_workspace() as workspace, err_console.status(f"materialising {name}") as status:
+        model = pull_base_model(
+            workspace,
+            name,
+            force=force,
+            progress=None if json_output else lambda stage: status.update(f"{name}: {stage}"),
+        )
+    data = _model_json(model)
     if json_output:
         print_json(data)
         return
@@ -134,10 +115,12 @@ def register(
 ) -> None:
     """Register a local Hugging Face folder as a base model (its files are hashed, not copied)."""
     from sftline.models import describe_folder
+    from sftline.stations.models import save_base_model
 
     model = describe_folder(name, path.resolve(), source=f"local:{path.resolve()}")
     with open_workspace() as workspace:
-        data = _save(workspace, model)
+        save_base_model(workspace, model)
+    data = _model_json(model)
     if json_output:
         print_json(data)
         return

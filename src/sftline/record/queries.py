@@ -307,12 +307,13 @@ def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifac
 def record_lineage(session: Session, run_id: int, inputs: Iterable[Any], outputs: Iterable[Any]) -> None:
     """An edge from every input artifact to every output artifact, through station run `run_id`.
     `inputs` and `outputs` hold objects with `kind`, `name` and `hash`."""
-    sources = [artifact_row(session, a.kind, a.name, a.hash) for a in inputs]
-    targets = [artifact_row(session, a.kind, a.name, a.hash) for a in outputs]
+    # An artifact read twice (evaluated on and calibrated on one holdout) is one edge.
+    sources = dict.fromkeys(artifact_row(session, a.kind, a.name, a.hash).id for a in inputs)
+    targets = dict.fromkeys(artifact_row(session, a.kind, a.name, a.hash).id for a in outputs)
     for source in sources:
         for target in targets:
-            if source.id != target.id:
-                session.add(LineageEdge(source_id=source.id, target_id=target.id, station_run_id=run_id))
+            if source != target:
+                session.add(LineageEdge(source_id=source, target_id=target, station_run_id=run_id))
     session.flush()
 
 

@@ -32,6 +32,13 @@ from sftline.stations.split import frozen_gold_sets
 from sftline.stations.versions import commit_version, load_examples
 
 
+def own_gold_sets(dataset: str) -> tuple[str, str]:
+    """The gold sets a check of `dataset` does not hold out: itself, and `NAME-gold`, the gold set
+    split from it (by construction its examples come from the dataset; `data split` keeps them
+    apart and holds out their matches when it splits the dataset again)."""
+    return dataset, f"{dataset}-gold"
+
+
 def token_counter_for(workspace: Workspace) -> TokenCounter:
     """The base model's tokenizer, or whitespace words when sftline.yaml names no base model."""
     config = workspace.project.config
@@ -102,7 +109,7 @@ def check_version(
             held_out[other_version.ref] = load_examples(workspace, other_version)
         # Frozen gold sets always count as held out: a train set must never overlap them.
         for gold_ref, gold_examples in frozen_gold_sets(workspace, session).items():
-            if gold_ref.split("@")[0] != dataset_name:
+            if gold_ref.split("@")[0] not in own_gold_sets(dataset_name):
                 held_out.setdefault(gold_ref, gold_examples)
     gates = build_gates(
         config, project.config.contract, against=held_out, token_counter=token_counter_for(workspace)
@@ -197,7 +204,7 @@ def check_work(workspace: Workspace, settings: CheckSettings, gates: GatesConfig
             held = resolve(session, other)
             inputs.append(ArtifactRef("dataset_version", held.ref, held.content_hash))
         for gold in queries.frozen_gold_rows(session):
-            if gold.dataset_id != version.dataset_id:
+            if gold.dataset.name not in own_gold_sets(version.dataset.name):
                 inputs.append(ArtifactRef("dataset_version", gold.version.ref, gold.content_hash))
     if config.base_model is not None:
         base = find_base_model(workspace, config.base_model)

@@ -145,7 +145,10 @@ def eval_work(
             inputs.append(ArtifactRef("dataset_version", version.ref, version.content_hash))
     config = workspace.project.config
     shaping = {
-        "suite": settings.model_dump(mode="json", exclude={"batch_size", "batch_tokens"}),
+        # The suite's own fields (not the line's model/baseline names) minus the batch sizes.
+        "suite": settings.model_dump(
+            mode="json", include=set(EvalSettings.model_fields) - {"batch_size", "batch_tokens"}
+        ),
         "contract": config.contract.model_dump(mode="json"),
         "release": config.release.model_dump(mode="json"),
     }

@@ -26,6 +26,11 @@ def _init_raises(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
 
 
 @pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def _stdout(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
 def test_writing_a_report_into_a_missing_folder_is_one_line(
     project_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -39,8 +44,11 @@ def test_writing_a_report_into_a_missing_folder_is_one_line(
     report = project_dir / "missing" / "report.html"
     assert main(["data", "check", "chats", "--html", str(report), "--json"]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"error: cannot access '{report}': No such file or directory"
+        f"error: --html {report}: the folder {report.parent} does not exist"
     ]
+    # Refused before the gates ran: nothing was checked or versioned.
+    listed = {d["name"]: d for d in json.loads(_stdout(capsys, ["data", "list", "--json"]))}
+    assert listed["chats"]["versions"] == 1
 
 
 def test_os_error_is_one_line_and_debug_adds_the_traceback(
