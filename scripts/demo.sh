@@ -39,7 +39,8 @@ line:
   # the classifier on the test split and the banking holdout, against zero-shot MiniLM: may it ship?
   eval: {on: [clinc150-test, clinc150-domain-banking], baseline: minilm-l6}
 YAML
-sed -n '/^release:/,$p' sftline.yaml
+sed -n '/^release:/,/^$/p' sftline.yaml
+sed -n '/^line:/,$p' sftline.yaml
 "$SFTLINE" config check
 
 step "sftline run: every station runs the first time (exit status: the release verdict)"

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from sftline.contract.metrics import BOUNDED_KINDS, UnknownMetric, eval_metric
+from sftline.contract.metrics import BOUNDED_KINDS, checked_name, eval_metric
 from sftline.contract.spec import Contract
 from sftline.data.settings import ImportSettings, MixSettings, SplitSettings
 from sftline.errors import ConfigError, ProjectNotFound
@@ -142,11 +142,7 @@ class ReleaseCriterion(_Strict):
     @field_validator("metric")
     @classmethod
     def _measured_by_eval(cls, name: str) -> str:
-        try:
-            eval_metric(name)
-        except UnknownMetric as exc:
-            raise ValueError(str(exc)) from exc
-        return name
+        return checked_name(name, measured_by_eval=True)
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> ReleaseCriterion:

@@ -64,3 +64,19 @@ class StationBusy(SftlineError):
 
 class LineageError(SftlineError):
     """An artifact named for `sftline lineage` is not in the record."""
+
+
+class UnknownMetric(ConfigError):
+    """A metric name that sftline does not measure."""
+
+
+class MixtureError(SftlineError):
+    """A mixture's weights or sources are invalid."""
+
+
+class SplitError(SftlineError):
+    """A split's options or data do not allow the split asked for."""
+
+
+class ComparisonError(SftlineError):
+    """The two evaluations cannot be compared (no examples in common)."""

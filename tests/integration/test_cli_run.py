@@ -27,7 +27,7 @@ pytestmark = pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
 LINE = {
     "import": [{"path": "intents.jsonl", "name": "intents"}],
     "check": {"dataset": "intents"},
-    "split": {"dataset": "intents", "gold": 0.2, "group_by": "none", "seed": 7},
+    "split": {"dataset": "intents", "gold": 0.2, "group_by": "none", "seed": 7, "freeze_gold": True},
     "train": {"base": "tiny", "data": "intents-train", "max_steps": 3, "batch_tokens": 256, "seed": 3},
     "eval": {"on": ["intents-gold"], "sample": 8, "max_new_tokens": 3, "no_base": True},
 }

@@ -21,7 +21,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from sftline.errors import ConfigError
+from sftline.errors import UnknownMetric
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,6 @@ class MetricSpec:
 
 BOUNDED_KINDS = frozenset({"rate", "score"})
 """Kinds whose values lie between 0 and 1."""
-
-
-class UnknownMetric(ConfigError):
-    """A metric name that sftline does not measure."""
 
 
 def _rate(name: str, higher_is_better: bool = True) -> MetricSpec:
@@ -131,3 +127,13 @@ def eval_metric(name: str) -> MetricSpec:
 
 def higher_is_better(name: str) -> bool:
     return metric(name).higher_is_better
+
+
+def checked_name(name: str, *, measured_by_eval: bool = False) -> str:
+    """`name` if it is registered (and, with `measured_by_eval`, one `sftline eval` measures);
+    else a ValueError with the suggestion, for pydantic validators to collect."""
+    try:
+        eval_metric(name) if measured_by_eval else metric(name)
+    except UnknownMetric as exc:
+        raise ValueError(str(exc)) from exc
+    return name

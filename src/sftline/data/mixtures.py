@@ -18,13 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sftline.data.example import Example
-from sftline.errors import SftlineError
+from sftline.errors import MixtureError
 
 REST = "*"
-
-
-class MixtureError(SftlineError):
-    """A mixture's weights or sources are invalid."""
 
 
 @dataclass(frozen=True)

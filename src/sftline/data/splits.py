@@ -17,16 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sftline.data.example import Example
-from sftline.errors import SftlineError
+from sftline.errors import SplitError
 from sftline.text.minhash import NearDuplicateIndex, near_duplicate_clusters
 from sftline.text.ngrams import NGRAM_WORDS, word_ngrams
 from sftline.text.normalize import normalize_text
 
 TRAIN, GOLD, ROLLING = "train", "gold", "rolling"
-
-
-class SplitError(SftlineError):
-    """A split's options or data do not allow the split asked for."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sftline.config import ReleaseConfig, ReleaseCriterion
 from sftline.contract.metrics import higher_is_better
 from sftline.contract.spec import Contract
-from sftline.errors import SftlineError
+from sftline.errors import ComparisonError
 from sftline.evals import metrics as m
 from sftline.evals.scoring import OVERALL, Output, metric_functions, outcomes, slices, subset
 
@@ -22,10 +22,6 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 VERDICT_EXIT_CODES: dict[Verdict, int] = {"pass": 0, "fail": 3, "inconclusive": 4}
 """Exit status of a command that gives a release verdict. 1 stays an error (a bad config, a missing
 model) and 2 a usage error, so a script can tell "the candidate may not ship" from "it broke"."""
-
-
-class ComparisonError(SftlineError):
-    """The two evaluations cannot be compared (no examples in common)."""
 
 
 def align(baseline: Sequence[Output], candidate: Sequence[Output]) -> tuple[list[Output], list[Output]]:

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sftline.atomic import replace_folder
 from sftline.errors import ModelError
 from sftline.models.catalog import EMBEDDED, CatalogEntry, resolve_name
 
@@ -191,14 +192,7 @@ def _install(staging: Path, target: Path, *, replace: bool) -> bool:
                 return False
             raise
         return True
-    retired = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+    replace_folder(staging, target)
     return True
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from sftline.atomic import fsync_path
 from sftline.errors import ObjectStoreError
 
 CHUNK = 1 << 20  # 1 MiB reads when hashing
@@ -33,14 +34,6 @@ class ObjectStore(Protocol):
     def put_with(self, write: Callable[[Path], None]) -> str: ...
     def get_bytes(self, digest: str) -> bytes: ...
     def exists(self, digest: str) -> bool: ...
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalObjectStore:
@@ -75,7 +68,7 @@ class LocalObjectStore:
             return digest
         os.chmod(temp, 0o444)
         os.replace(temp, final)
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         return digest
 
     def put_bytes(self, data: bytes) -> str:

@@ -17,7 +17,7 @@ from sftline.record import queries
 from sftline.record.queries import resolve
 from sftline.record.schema import FrozenGold, Split
 from sftline.record.workspace import Workspace
-from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station, station_key
 from sftline.stations.versions import commit_version, load_examples
 
 
@@ -155,16 +155,25 @@ def _plan(settings: SplitSettings) -> SplitPlan:
 
 
 def split_work(workspace: Workspace, settings: SplitSettings) -> Work:
-    """The source version, the frozen gold set it must reuse (if any), and the plan."""
+    """The source version, the frozen gold set it must reuse (if any), and the plan.
+
+    A gold set frozen by this very split (same source, same plan) is its output, not an input:
+    the split found again is the one that made it, so a re-run is cached instead of re-splitting
+    around its own gold set."""
     plan = _plan(settings)
+    shaping = {"plan": _plan_json(plan), "freeze_gold": settings.freeze_gold}
     with workspace.record.session() as session:
         source = resolve(session, settings.dataset)
         inputs = [ArtifactRef("dataset_version", source.ref, source.content_hash)]
+        label = f"split {source.ref}"
         frozen = queries.frozen_gold_named(session, f"{source.dataset.name}-gold")
-        if frozen is not None:
-            inputs.append(ArtifactRef("dataset_version", frozen.version.ref, frozen.content_hash))
-    shaping = {"plan": _plan_json(plan), "freeze_gold": settings.freeze_gold}
-    return Work("split", f"split {source.ref}", tuple(inputs), shaping)
+        if frozen is None:
+            return Work("split", label, tuple(inputs), shaping)
+        gold = ArtifactRef("dataset_version", frozen.version.ref, frozen.content_hash)
+        made_it = queries.succeeded_station_run(session, "split", station_key("split", inputs, shaping))
+        if made_it is not None and gold.as_json() in made_it.outputs:
+            return Work("split", label, tuple(inputs), shaping)
+    return Work("split", label, (*inputs, gold), shaping)
 
 
 def split_station(workspace: Workspace, settings: SplitSettings, *, force: bool = False) -> StationResult:

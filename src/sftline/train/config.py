@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sftline.contract.metrics import UnknownMetric, metric
+from sftline.contract.metrics import checked_name
 
 
 class LoraSettings(BaseModel):
@@ -101,11 +101,7 @@ class TrainConfig(BaseModel):
     @field_validator("eval_metric")
     @classmethod
     def _known_metric(cls, name: str) -> str:
-        try:
-            metric(name)
-        except UnknownMetric as exc:
-            raise ValueError(str(exc)) from exc
-        return name
+        return checked_name(name)
 
     @model_validator(mode="after")
     def _lr_default(self) -> TrainConfig:

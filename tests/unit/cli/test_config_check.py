@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sftline.cli.main import main
 from sftline.project_init import render_template
@@ -127,3 +128,19 @@ def test_no_project_is_an_error_line(
     assert main(["config", "check"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: no sftline.yaml in {tmp_path.resolve()} or above")
+
+
+def test_the_templates_commented_line_example_is_a_valid_line(tmp_path: Path) -> None:
+    """The `line:` example in the sftline.yaml template, uncommented, validates as written."""
+    from sftline.config import parse_config
+
+    text = render_template("demo", "classify", None, "oos", base_model="minilm-l6")
+    lines = text.splitlines()
+    start = lines.index("line: null")
+    example = ["line:"] + [line[1:] for line in lines[start + 1 :] if line.startswith("#  ")]
+    config = parse_config(yaml.safe_load("\n".join([*lines[:start], *example])), "template")
+    assert config.line is not None
+    assert [i.name for i in config.line.import_] == ["support", "support-eval"]
+    assert config.line.split is not None and config.line.split.freeze_gold
+    assert config.line.mix is None and config.line.train is not None and config.line.train.epochs == 3
+    assert config.line.eval is not None and config.line.eval.baseline == "minilm-l6"

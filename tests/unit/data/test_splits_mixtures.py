@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from sftline.data.example import Example, Provenance
-from sftline.data.mixtures import MixtureError, mix, parse_weights, requested_counts
-from sftline.data.splits import SplitError, SplitPlan, TargetedHoldout, split_examples
+from sftline.data.mixtures import mix, parse_weights, requested_counts
+from sftline.data.splits import SplitPlan, TargetedHoldout, split_examples
+from sftline.errors import MixtureError, SplitError
 from sftline.text.minhash import near_duplicate_clusters
 from sftline.text.normalize import normalize_text
 
