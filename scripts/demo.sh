@@ -64,10 +64,10 @@ step "lineage of the trained model: from the CLINC150 file through versions, che
 "$SFTLINE" lineage run-0001
 
 step "the same commands by hand reuse the line's work: HTML reports from cached stations"
-"$SFTLINE" data check clinc150@v1 --against clinc150-test@v1 --html gates.html | head -3
+station() { "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d["station"], d["key"][:12], "->", sys.argv[1])' "$1"; }
+"$SFTLINE" data check clinc150@v1 --against clinc150-test@v1 --html gates.html --json | station gates.html
 "$SFTLINE" eval run-0001 --on clinc150-test --on clinc150-domain-banking --baseline minilm-l6 \
-  --html release.html > /dev/null || true
-echo "gates.html and release.html written from the stored report"
+  --html release.html --json | station release.html || true
 
 step "by hand beside the line: SmolLM2-135M-Instruct, LoRA, answering with the intent label in its own chat template"
 "$SFTLINE" train --base smollm2-135m-instruct --data clinc150-mix --task chat --show-masks 2

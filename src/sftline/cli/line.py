@@ -108,18 +108,23 @@ def _label(node: dict[str, Any]) -> str:
 
 
 def _tree(graph: Any) -> Tree:
-    """The artifact at the top, each input below the artifact it went into, with the station."""
+    """The artifact at the top, each input below the artifact it went into, with the station.
+    A node reached again (an input several steps share) is named, not expanded, the second time."""
     tree = Tree(_label(graph.nodes[graph.root]))
+    expanded: set[int] = set()
 
-    def grow(branch: Tree, node: int, path: frozenset[int]) -> None:
+    def grow(branch: Tree, node: int) -> None:
+        expanded.add(node)
         for report in graph.reports.get(node, []):
             branch.add(f"{_label(graph.nodes[report])} [dim](checked)[/]")
         for parent, edge in graph.parents(node):
             child = branch.add(f"{_label(graph.nodes[parent])} [dim]--{edge['station']}-->[/]")
-            if parent not in path:
-                grow(child, parent, path | {parent})
+            if parent in expanded:
+                child.label = f"{child.label} [dim](above)[/]"
+            else:
+                grow(child, parent)
 
-    grow(tree, graph.root, frozenset({graph.root}))
+    grow(tree, graph.root)
     return tree
 
 

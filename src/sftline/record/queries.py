@@ -28,6 +28,7 @@ from sftline.record.schema import (
     LineageEdge,
     Run,
     RunMetric,
+    Split,
     StationRun,
 )
 
@@ -181,6 +182,14 @@ def get_run(session: Session, name: str) -> Run:
     if run is None:
         raise TrainingError(f"no run named {name!r}; see `sftline runs list`")
     return run
+
+
+def run_by_id(session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+def split_by_id(session: Session, split_id: int) -> Split | None:
+    return session.get(Split, split_id)
 
 
 def runs(session: Session) -> list[Run]:

@@ -127,6 +127,12 @@ def run_suite(
     return report
 
 
+def model_artifact(model: EvalModel) -> ArtifactRef:
+    """A run's model, a base model or a model folder, as the lineage names it."""
+    kind = {"run": "model", "base": "base_model", "folder": "model_folder"}[model.kind]
+    return ArtifactRef(kind, model.name, model.content_hash)
+
+
 def eval_work(
     workspace: Workspace,
     settings: EvalSettings,
@@ -136,9 +142,8 @@ def eval_work(
 ) -> Work:
     """The models and datasets by content hash; the settings that shape outputs and scores; the
     contract and release criteria that decide the verdict."""
-    inputs = [ArtifactRef("model", model.name, model.content_hash)]
-    inputs += [ArtifactRef("baseline_model", m.name, m.content_hash) for m in (baseline,) if m]
-    inputs += [ArtifactRef("base_model", m.name, m.content_hash) for m in (base,) if m]
+    models = {"model": model, "baseline": baseline, "base": base}
+    inputs = [model_artifact(m) for m in models.values() if m is not None]
     with workspace.record.session() as session:
         for ref in [*settings.on, *([settings.calibrate_on] if settings.calibrate_on else [])]:
             version = resolve(session, ref)

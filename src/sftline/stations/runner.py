@@ -108,6 +108,7 @@ class StationResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "station": self.station,
+            "name": self.label.split(" ", 1)[1] if self.station == "import" else None,
             "label": self.label,
             "status": self.status,
             "key": self.key,

@@ -187,7 +187,7 @@ def split_station(workspace: Workspace, settings: SplitSettings, *, force: bool 
         with workspace.record.session() as session:
             versions = [resolve(session, part["version"]) for part in result["parts"].values()]
             outputs = [ArtifactRef("dataset_version", v.ref, v.content_hash) for v in versions]
-            row = session.get(Split, result["split_id"])
+            row = queries.split_by_id(session, result["split_id"])
             assert row is not None
             outputs.append(ArtifactRef("split", f"split-{row.id}", row.assignments_object))
         return Produced(outputs, result)

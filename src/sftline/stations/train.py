@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,14 +20,13 @@ from typing import Any
 import torch
 from sqlalchemy.orm import Session
 
-from sftline import __version__
 from sftline.atomic import write_text
 from sftline.contract.labels import label_set
 from sftline.data.example import Example
 from sftline.errors import RecordError, SftlineError, TrainingError
-from sftline.evals.predict import ClassifierPredictor, GenerationPredictor, Predictor
-from sftline.evals.scoring import point_metrics
+from sftline.evals.holdout import holdout_behaviour
 from sftline.models.materialise import hash_folder
+from sftline.provenance import code_version
 from sftline.record import leases, queries
 from sftline.record.queries import resolve
 from sftline.record.schema import Run
@@ -53,53 +51,6 @@ from sftline.train.tasks import ChatData, TaskData, prepare_classifier
 from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
 
 RUNS_DIR = "runs"
-
-
-def code_version() -> str:
-    """sftline's version, plus the git commit when running from a checkout."""
-    root = Path(__file__).resolve().parents[3]
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+g{commit}" if commit else __version__
-
-
-def holdout_behaviour(
-    model: Any,
-    tokenizer: Any,
-    base_path: Path,
-    examples: list[Any],
-    config: TrainConfig,
-    workspace: Workspace,
-    labels: list[str] | None,
-    *,
-    synced: bool = False,
-) -> Callable[[], dict[str, float | None]]:
-    """The eval station's metrics of the model in training on the holdout, by classifying or
-    generating exactly as `sftline eval` does."""
-    contract = workspace.project.config.contract
-    predictor: Predictor
-    if labels is not None:
-        predictor = ClassifierPredictor(
-            model, tokenizer, max_length=config.max_length or contract.limits.max_length
-        )
-    else:
-        predictor = GenerationPredictor.around(
-            model,
-            tokenizer,
-            base_path,
-            contract.system_prompt,
-            max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
-            synced=synced,
-        )
-    return lambda: point_metrics(predictor.predict(examples), contract, labels)
 
 
 @dataclass(frozen=True)
@@ -261,7 +212,7 @@ def recording(workspace: Workspace, run: RunSetup) -> Iterator[None]:
 
     def renew() -> None:
         with workspace.record.session() as session:
-            row = session.get(Run, run.run_id)
+            row = queries.run_by_id(session, run.run_id)
             if row is not None:
                 row.heartbeat_at = datetime.now(timezone.utc)
 
@@ -286,7 +237,7 @@ def _mark_ended(workspace: Workspace, run_id: int, status: str, error: str | Non
     # A record that cannot be reached now cannot be marked: the stale lease will tell instead,
     # and the error that ended the run is the one to report.
     with contextlib.suppress(RecordError), workspace.record.session() as session:
-        row = session.get(Run, run_id)
+        row = queries.run_by_id(session, run_id)
         if row is not None:
             row.status, row.error = status, error
 
@@ -359,7 +310,7 @@ def run_loop(
             run.base.path,
             run.eval_examples,
             config,
-            workspace,
+            workspace.project.config.contract,
             data.labels,
             synced=run.strategy == "fsdp",
         )
@@ -461,7 +412,7 @@ def finish_run(
     if not run.info.is_main:
         return summary
     with workspace.record.session() as session:
-        row = session.get(Run, run.run_id)
+        row = queries.run_by_id(session, run.run_id)
         assert row is not None
         row.status, row.steps, row.trained_tokens, row.summary = (
             status,
@@ -476,21 +427,26 @@ def finish_run(
 
 
 def train_work(workspace: Workspace, config: TrainConfig) -> Work:
-    """The data, holdout, base and teacher models by content hash; every setting but their names;
-    and the contract fields rendering and labels depend on."""
+    """The data, holdout, base and teacher models by content hash (their roles in the settings, so
+    swapping data and holdout is another key); every setting but their names; and the contract
+    fields rendering and labels depend on."""
     contract = workspace.project.config.contract
+    roles: dict[str, str | None] = {}
     with workspace.record.session() as session:
         data = resolve(session, config.data)
         inputs = [ArtifactRef("dataset_version", data.ref, data.content_hash)]
+        roles["data"] = data.content_hash
         if config.eval_on:
             holdout = resolve(session, config.eval_on)
-            inputs.append(ArtifactRef("holdout_version", holdout.ref, holdout.content_hash))
-    base = find_base_model(workspace, config.base)
-    inputs.append(ArtifactRef("base_model", base.name, base.content_hash))
-    if config.teacher:
-        teacher = find_base_model(workspace, config.teacher)
-        inputs.append(ArtifactRef("teacher_model", teacher.name, teacher.content_hash))
+            inputs.append(ArtifactRef("dataset_version", holdout.ref, holdout.content_hash))
+            roles["holdout"] = holdout.content_hash
+    for role, name in (("base", config.base), ("teacher", config.teacher)):
+        if name:
+            model = find_base_model(workspace, name)
+            inputs.append(ArtifactRef("base_model", model.name, model.content_hash))
+            roles[role] = model.content_hash
     shaping = {
+        "roles": roles,
         "config": config.model_dump(mode="json", exclude={"data", "eval_on", "base", "teacher"}),
         "contract": contract.model_dump(
             mode="json", include={"task", "system_prompt", "output", "abstention", "limits"}
