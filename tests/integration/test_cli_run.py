@@ -110,6 +110,12 @@ def test_lineage_leads_from_an_evaluation_back_to_the_source_file(
     _configure(chat_project, LINE)
     result = _run(capsys)
     evaluation = next(s for s in result["stations"] if s["station"] == "eval")["outputs"][0]["name"]
+    # The same evaluation asked for by hand is the line's: dataset names are not in the key.
+    run = next(s for s in result["stations"] if s["station"] == "train")["outputs"][0]["name"]
+    by_hand = run_json(
+        capsys, "eval", run, "--on", "intents-gold", "--sample", "8", "--max-new-tokens", "3", "--no-base"
+    )
+    assert by_hand["station"] == "cached" and by_hand["sections"][0]["evaluation"] == evaluation
     graph = run_json(capsys, "lineage", evaluation)
     kinds = {node["kind"] for node in graph["nodes"]}
     assert kinds == {"source_file", "dataset_version", "gate_report", "base_model", "model", "evaluation"}

@@ -57,7 +57,7 @@ def run_command(
         print_json(outcome.as_json())
     else:
         _print_line(outcome)
-    if outcome.error is not None and not json_output:
+    if outcome.error is not None:  # on stderr also with --json: stdout stays one JSON document
         err_console.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)
     raise typer.Exit(outcome.exit_code)
 

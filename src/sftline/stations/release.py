@@ -133,6 +133,10 @@ def model_artifact(model: EvalModel) -> ArtifactRef:
     return ArtifactRef(kind, model.name, model.content_hash)
 
 
+def _version(version: Any) -> ArtifactRef:
+    return ArtifactRef("dataset_version", version.ref, version.content_hash)
+
+
 def eval_work(
     workspace: Workspace,
     settings: EvalSettings,
@@ -140,20 +144,24 @@ def eval_work(
     baseline: EvalModel | None,
     base: EvalModel | None,
 ) -> Work:
-    """The models and datasets by content hash; the settings that shape outputs and scores; the
-    contract and release criteria that decide the verdict."""
+    """The models and datasets by content hash (their roles and the datasets' order in the
+    settings, not their names); the settings that shape outputs and scores; the contract and
+    release criteria that decide the verdict."""
     models = {"model": model, "baseline": baseline, "base": base}
     inputs = [model_artifact(m) for m in models.values() if m is not None]
+    roles: dict[str, Any] = {role: m.content_hash if m else None for role, m in models.items()}
     with workspace.record.session() as session:
-        for ref in [*settings.on, *([settings.calibrate_on] if settings.calibrate_on else [])]:
-            version = resolve(session, ref)
-            inputs.append(ArtifactRef("dataset_version", version.ref, version.content_hash))
+        datasets = [_version(resolve(session, ref)) for ref in settings.on]
+        calibration = _version(resolve(session, settings.calibrate_on)) if settings.calibrate_on else None
+    inputs += [*datasets, *([calibration] if calibration else [])]
+    roles["on"] = [version.hash for version in datasets]
+    roles["calibrate_on"] = calibration.hash if calibration else None
     config = workspace.project.config
+    unshaping = {"on", "calibrate_on", "batch_size", "batch_tokens"}
     shaping = {
-        # The suite's own fields (not the line's model/baseline names) minus the batch sizes.
-        "suite": settings.model_dump(
-            mode="json", include=set(EvalSettings.model_fields) - {"batch_size", "batch_tokens"}
-        ),
+        "roles": roles,
+        # The suite's own fields (not the line's model/baseline names, not dataset names).
+        "suite": settings.model_dump(mode="json", include=set(EvalSettings.model_fields) - unshaping),
         "contract": config.contract.model_dump(mode="json"),
         "release": config.release.model_dump(mode="json"),
     }

@@ -119,11 +119,10 @@ class StationResult:
 
 
 def error_line(exc: BaseException) -> str:
-    """The one line a failed station records: sftline's own message, else the type and message."""
-    if isinstance(exc, SftlineError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """The one line a failed station or run records: sftline's own message, else `Type: message`,
+    its lines joined."""
+    text = str(exc) if isinstance(exc, SftlineError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _cached(workspace: Workspace, work: Work) -> StationRun | None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from sftline.atomic import write_text
 from sftline.contract.labels import label_set
 from sftline.data.example import Example
-from sftline.errors import RecordError, SftlineError, TrainingError
+from sftline.errors import RecordError, TrainingError
 from sftline.evals.holdout import holdout_behaviour
 from sftline.models.materialise import hash_folder
 from sftline.provenance import code_version
@@ -32,7 +32,7 @@ from sftline.record.queries import resolve
 from sftline.record.schema import Run
 from sftline.record.workspace import Workspace
 from sftline.stations.models import BaseModelRef, find_base_model
-from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
+from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, error_line, run_station
 from sftline.stations.versions import load_examples
 from sftline.train.checkpoint import full_trainable_state, load_trainable
 from sftline.train.config import TrainConfig
@@ -220,17 +220,11 @@ def recording(workspace: Workspace, run: RunSetup) -> Iterator[None]:
         with leases.heartbeat(renew):
             yield
     except Exception as exc:
-        _mark_ended(workspace, run.run_id, "failed", failure_line(exc))
+        _mark_ended(workspace, run.run_id, "failed", error_line(exc))
         raise
     except BaseException:
         _mark_ended(workspace, run.run_id, "interrupted", None)
         raise
-
-
-def failure_line(exc: BaseException) -> str:
-    """The one line a failed run records: an sftline error's message, or `Type: message`."""
-    text = str(exc) if isinstance(exc, SftlineError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def _mark_ended(workspace: Workspace, run_id: int, status: str, error: str | None) -> None:

@@ -69,7 +69,7 @@ def test_a_failure_is_recorded_with_its_error_and_not_cached(workspace: Workspac
         run_station(workspace, _work(), fail)
     with workspace.record.session() as session:
         (row,) = queries.station_runs(session)
-        assert (row.status, row.error) == ("failed", "the masks are empty")
+        assert (row.status, row.error) == ("failed", "the masks are empty second line")
         assert row.finished_at is not None and row.seconds is not None
     ok = run_station(workspace, _work(), lambda: Produced([], {}))
     assert ok.status == "ran"
