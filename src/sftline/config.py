@@ -7,7 +7,6 @@ its dotted path in the file.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -25,6 +24,7 @@ from pydantic import (
 from sftline.contract.metrics import BOUNDED_KINDS, checked_name, eval_metric
 from sftline.contract.spec import Contract
 from sftline.data.settings import ImportSettings, MixSettings, SplitSettings
+from sftline.data.versions import NAME_PATTERN
 from sftline.errors import ConfigError, ProjectNotFound
 from sftline.evals.settings import EvalStationSettings
 from sftline.gates.settings import CheckSettings
@@ -33,7 +33,6 @@ from sftline.train.config import TrainConfig
 _M = TypeVar("_M", bound=BaseModel)
 
 CONFIG_FILE = "sftline.yaml"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 """What a dataset or model name may be: letters, digits, '-', '_' and '.', at most 200 of them."""
 STATE_DIR = ".sftline"
 
@@ -200,6 +199,12 @@ class LineConfig(_Strict):
 
     import_: list[ImportSettings] = Field(default_factory=list, alias="import")
     """`sftline data import` of each file, in order (paths relative to the project folder)."""
+
+    @field_validator("import_", mode="before")
+    @classmethod
+    def _one_or_none(cls, value: Any) -> Any:
+        # `import: null` runs no import; one mapping is a list of one.
+        return [] if value is None else [value] if isinstance(value, dict) else value
     check: CheckSettings | None = None
     """`sftline data check`."""
     split: SplitSettings | None = None

@@ -141,7 +141,19 @@ def test_the_verdict_is_the_exit_code_cached_or_not(
     # A tiny random model never answers right: a minimum accuracy of 1.0 must fail.
     release = {"criteria": [{"metric": "accuracy", "min": 1.0}]}
     _configure(chat_project, line, release=release)
-    assert _run(capsys, code=3)["verdict"] == "fail"
+    failed = _run(capsys, code=3)
+    assert failed["verdict"] == "fail"
+    # Each evaluation comes from its own model and dataset, not from every input of the station.
+    models = []
+    for evaluation in next(s for s in failed["stations"] if s["station"] == "eval")["outputs"]:
+        graph = run_json(capsys, "lineage", evaluation["name"])
+        names = {node["id"]: (node["kind"], node["name"]) for node in graph["nodes"]}
+        parents = sorted(names[e["from"]] for e in graph["edges"] if e["to"] == graph["root"])
+        assert len(parents) == 2 and ("dataset_version", "intents-gold@v1") in parents
+        models += [p for p in parents if p[0] != "dataset_version"]
+    run = next(s for s in failed["stations"] if s["station"] == "train")["outputs"][0]["name"]
+    # `tiny` is also a folder in the project: the baseline is that folder.
+    assert sorted(models) == [("model", run), ("model_folder", "tiny")]
     cached = _run(capsys, code=3)
     assert cached["verdict"] == "fail" and _statuses(cached)["eval"] == "cached"
     # A criterion that applies to nothing here (a label task's schema) is inconclusive, never pass.
@@ -153,20 +165,44 @@ def test_a_failed_station_stops_the_line_with_one_line_and_skips_the_rest(
     chat_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = json.loads(json.dumps(LINE))
-    line["train"]["data"] = "no-such-dataset"
+    line["train"]["max_length"] = 8  # no chat fits in 8 tokens: training fails after it started
     _configure(chat_project, line)
     result = _run(capsys, code=1)
     assert _statuses(result) == {
         "import": "cached", "check": "ran", "split": "ran", "train": "failed", "eval": "skipped",
     }  # fmt: skip
-    assert result["error"].startswith("train: no dataset named 'no-such-dataset'")
+    failed = next(s for s in result["stations"] if s["station"] == "train")
+    assert result["error"] == f"train: {failed['error']}" and "max_length 8" in failed["error"]
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        (row,) = [r for r in queries.station_runs(session) if r.station == "train"]
+        assert (row.status, row.key, row.error) == ("failed", failed["key"], failed["error"])
     capsys.readouterr()
     assert main(["run"]) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [
-        "error: train: no dataset named 'no-such-dataset' (datasets: intents, intents-gold, intents-train)"
+        f"error: {result['error']}"
     ]
+    # The stations before it stay cached.
+    assert _statuses(_run(capsys, code=1))["split"] == "cached"
+
+
+def test_a_misspelled_dataset_is_refused_before_anything_runs(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = json.loads(json.dumps(LINE))
+    line["train"]["data"] = "intents-trian"
+    line["eval"]["on"] = ["intents-gold", "intents-glod"]
+    _configure(chat_project, line)
+    failed = run_json(capsys, "run", code=1)
+    assert failed["err"].splitlines() == [
+        "error: sftline.yaml: 2 problem(s)",
+        "  - line.train.data: no dataset 'intents-trian' in the record or made by an earlier station",
+        "  - line.eval.on: no dataset 'intents-glod' in the record or made by an earlier station",
+    ]
+    assert failed["out"]["exit_code"] == 1 and failed["out"]["error"].startswith("sftline.yaml: 2 problem(s)")
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        assert [r.station for r in queries.station_runs(session)] == ["import"]  # the fixture's import
 
 
 def test_a_killed_line_leaves_its_station_interrupted_and_the_next_run_trains_again(
@@ -228,3 +264,46 @@ def test_a_changed_label_set_evaluates_again_instead_of_reusing_stale_outputs(
     with Workspace.find(classify_project) as workspace:
         answers = {o.output for o in load_outputs(workspace, section["evaluation"])}
     assert answers <= set(labels)
+
+
+def test_the_same_content_under_another_name_is_split_and_checked_under_that_name(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_json(capsys, "data", "import", str(chat_project / "intents.jsonl"), "--name", "copy")
+    split = ["--gold", "0.2", "--group-by", "none"]
+    original = run_json(capsys, "data", "split", "intents", *split)
+    copy = run_json(capsys, "data", "split", "copy", *split)
+    assert copy["station"] == "ran" and copy["key"] != original["key"]
+    assert {p["dataset"] for p in copy["parts"].values()} == {"copy-train", "copy-gold"}
+    assert [p["content_hash"] for p in copy["parts"].values()] == [
+        p["content_hash"] for p in original["parts"].values()
+    ]
+    checked = run_json(capsys, "data", "check", "intents")
+    again = run_json(capsys, "data", "check", "copy")
+    assert (
+        again["station"] == "ran" and again["version_checked"] == "copy@v1" and checked["key"] != again["key"]
+    )
+
+
+def test_a_check_that_quarantines_nothing_names_the_checked_version_and_makes_none(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = chat_project / "intents.jsonl"
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines[:60]))
+    run_json(capsys, "data", "import", str(data), "--name", "intents")  # intents@v2, the head
+    checked = run_json(capsys, "data", "check", "intents@v1")
+    assert checked["quarantined"] == 0 and not checked["created_version"]
+    assert checked["version"]["ref"] == "intents@v1"
+    versions = run_json(capsys, "data", "versions", "intents")
+    assert [v["ref"] for v in versions] == ["intents@v1", "intents@v2"]
+
+
+def test_an_empty_line_and_a_force_past_until_are_refused(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(chat_project, {})
+    assert "names no station" in run_json(capsys, "run", code=1)["err"]
+    _configure(chat_project, LINE)
+    refused = run_json(capsys, "run", "--until", "split", "--force", "eval", code=1)
+    assert refused["err"].strip() == "error: --force eval comes after --until split: it would not run"

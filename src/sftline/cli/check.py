@@ -63,6 +63,11 @@ def check(
 
 
 def _print_check(summary: dict[str, Any], report: dict[str, Any]) -> None:
+    if summary["station"] == "cached":
+        console.print(
+            f"[cyan]cached[/]: the same content was checked with these gates as "
+            f"{summary['version_checked']} (key {summary['key'][:12]}); --force checks again"
+        )
     console.print(
         f"checked {summary['version_checked']}: {summary['checked']} = accepted {summary['accepted']}"
         f" + quarantined {summary['quarantined']}"
@@ -92,7 +97,7 @@ def _print_check(summary: dict[str, Any], report: dict[str, Any]) -> None:
             f"[green]new version[/] {version['ref']}  {version['content_hash'][:12]} (accepted examples)"
         )
     elif version:
-        console.print(f"no change: every example passed; {version['ref']} stays the head")
+        console.print(f"no change: every example passed; {version['ref']} is the accepted version")
     if summary["html"]:
         console.print(f"report: {summary['html']}")
 

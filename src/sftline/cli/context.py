@@ -14,10 +14,13 @@ from sftline.record.workspace import Workspace
 class CliState:
     project_dir: Path | None = None
     debug: bool = False
+    json_errors: bool = False
+    """`--json` was given: an error is also a JSON document on stdout."""
 
     def reset(self) -> None:
         self.project_dir = None
         self.debug = False
+        self.json_errors = False
 
 
 state = CliState()

@@ -42,6 +42,8 @@ def run_command(
                 "sftline.yaml has no `line:` section; add one (see `sftline init`'s template) "
                 "to say which stations `sftline run` runs"
             )
+        if wait and not json_output:
+            err_console.print("waiting for the line's lock (another `sftline run` may hold it)")
         with (
             line_lock(workspace, wait=wait),
             progress_bars(quiet=json_output) as announce,
@@ -84,6 +86,9 @@ def _print_line(outcome: Any) -> None:
     console.print(table)
     if outcome.verdict:
         console.print(f"release verdict: {outcome.verdict}")
+        evaluation = next(r for r in outcome.stations if r.station == "eval")
+        for reason in evaluation.result.get("reasons", []):
+            console.print(f"  {escape(reason)}")
 
 
 def lineage_command(

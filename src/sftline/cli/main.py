@@ -25,6 +25,7 @@ from sftline.cli import evals as evals_cli
 from sftline.cli import holdouts as holdouts_cli
 from sftline.cli import line as line_cli
 from sftline.cli import models as models_cli
+from sftline.cli import output
 from sftline.cli import train as train_cli
 from sftline.cli.context import state
 from sftline.cli.output import console, err_console, print_json
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     130, silently); every other error comes out of it as an exception and is caught here, once.
     """
     state.reset()
+    output.json_printed = False
+    state.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="sftline")
     except SystemExit as exc:
@@ -189,6 +192,8 @@ def _fail(message: str, exc: BaseException, *, code: int = 1) -> int:
     if state.debug:
         err_console.print(Traceback.from_exception(type(exc), exc, exc.__traceback__))
     err_console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    if state.json_errors and not output.json_printed:  # a script reading stdout gets JSON too
+        print_json({"error": message, "exit_code": code})
     return code
 
 

@@ -37,7 +37,13 @@ def require_folder(path: Path | None, option: str) -> None:
         raise SftlineError(f"{option} {path}: the folder {path.parent} does not exist")
 
 
+json_printed = False
+"""Whether this command wrote its JSON document to stdout (an error after it adds no second)."""
+
+
 def print_json(data: Any) -> None:
+    global json_printed
+    json_printed = True
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 

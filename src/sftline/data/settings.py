@@ -9,11 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sftline.data.versions import NAME_PATTERN
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, populate_by_name=True)
+
+
+def _dataset_name(value: str | None) -> str | None:
+    if value is not None and not NAME_PATTERN.match(value):
+        raise ValueError(
+            f"invalid dataset name {value!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit (a version is chosen with NAME@VERSION elsewhere)"
+        )
+    return value
 
 
 class ImportSettings(_Settings):
@@ -41,6 +52,8 @@ class ImportSettings(_Settings):
     """JSON documents of one array per split: import only these (repeatable)."""
     append: bool = False
     """Add to the head version instead of replacing its content."""
+
+    _name = field_validator("name")(_dataset_name)
 
 
 class SplitSettings(_Settings):
@@ -77,3 +90,5 @@ class MixSettings(_Settings):
     """Seed of the sampling; recorded."""
     name: str | None = None
     """Dataset name of the mixture (default SOURCE-mix)."""
+
+    _name = field_validator("name")(_dataset_name)

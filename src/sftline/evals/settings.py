@@ -39,6 +39,8 @@ class EvalSettings(BaseModel):
         # YAML 1.1 reads a bare `on:` key as the boolean true.
         if isinstance(data, dict) and True in data:
             data = {("on" if key is True else key): value for key, value in data.items()}
+        if isinstance(data, dict) and isinstance(data.get("on"), str):
+            data = {**data, "on": [data["on"]]}  # `on: support-gold`, one dataset
         return data
 
 

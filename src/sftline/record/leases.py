@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 HEARTBEAT_SECONDS = float(os.environ.get("SFTLINE_HEARTBEAT_SECONDS", "10"))
@@ -41,13 +42,19 @@ def take(row: Leased) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs on this host. A zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    try:
+        # /proc/PID/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal test above is all there is
+    return state not in ("Z", "X")
 
 
 def is_stale(row: Leased, now: datetime | None = None) -> bool:

@@ -55,11 +55,15 @@ def lineage(session: Session, name_or_hash: str) -> LineageGraph:
     edges: list[dict[str, Any]] = []
     frontier = [root.id]
     seen = {root.id}
+    linked: set[tuple[int, int]] = set()
     while frontier:
         incoming = queries.edges_into(session, frontier)
         runs = queries.station_runs_by_id(session, (e.station_run_id for e in incoming))
         frontier = []
         for edge in incoming:
+            if (edge.source_id, edge.target_id) in linked:
+                continue  # the same step again (a forced re-run): shown once, by its first run
+            linked.add((edge.source_id, edge.target_id))
             edges.append(
                 {
                     "from": edge.source_id,

@@ -313,16 +313,16 @@ def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifac
     return row
 
 
-def record_lineage(session: Session, run_id: int, inputs: Iterable[Any], outputs: Iterable[Any]) -> None:
-    """An edge from every input artifact to every output artifact, through station run `run_id`.
-    `inputs` and `outputs` hold objects with `kind`, `name` and `hash`."""
-    # An artifact read twice (evaluated on and calibrated on one holdout) is one edge.
-    sources = dict.fromkeys(artifact_row(session, a.kind, a.name, a.hash).id for a in inputs)
-    targets = dict.fromkeys(artifact_row(session, a.kind, a.name, a.hash).id for a in outputs)
-    for source in sources:
-        for target in targets:
-            if source != target:
-                session.add(LineageEdge(source_id=source, target_id=target, station_run_id=run_id))
+def record_lineage(session: Session, run_id: int, edges: Iterable[tuple[Any, Any]]) -> None:
+    """The edges (input, output) through station run `run_id`; each side has `kind`, `name` and
+    `hash`. An edge given twice (one holdout evaluated on and calibrated on) is recorded once."""
+    pairs = dict.fromkeys(
+        (artifact_row(session, a.kind, a.name, a.hash).id, artifact_row(session, b.kind, b.name, b.hash).id)
+        for a, b in edges
+    )
+    for source, target in pairs:
+        if source != target:
+            session.add(LineageEdge(source_id=source, target_id=target, station_run_id=run_id))
     session.flush()
 
 

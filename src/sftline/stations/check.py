@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sftline.config import GatesConfig, format_validation_error
 from sftline.data.example import canonical_json
 from sftline.data.export import example_record
-from sftline.data.versions import version_summary
+from sftline.data.versions import version_content_hash, version_summary
 from sftline.errors import ConfigError
 from sftline.gates.engine import Engine, make_engine
 from sftline.gates.lengths import HfTokenCounter, TokenCounter, WhitespaceCounter
@@ -29,7 +29,7 @@ from sftline.record.workspace import Workspace
 from sftline.stations.models import find_base_model
 from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
 from sftline.stations.split import frozen_gold_sets
-from sftline.stations.versions import commit_version, load_examples
+from sftline.stations.versions import CommitResult, commit_version, load_examples
 
 
 def own_gold_sets(dataset: str) -> tuple[str, str]:
@@ -142,7 +142,12 @@ def check_version(
     with workspace.record.session() as session:
         version = resolve(session, checked_ref)
         commit = None
-        if result.passed and result.accepted:
+        unchanged = version_content_hash(result.accepted) == version.content_hash
+        if unchanged and result.passed:
+            # Every example passed as it was: the checked version is the accepted one, even when
+            # it is not the head (a new number for the same content would say nothing).
+            commit = CommitResult(version, created=False, diff=None)
+        elif result.passed and result.accepted:
             commit = commit_version(
                 workspace,
                 session,
@@ -210,6 +215,7 @@ def check_work(workspace: Workspace, settings: CheckSettings, gates: GatesConfig
         base = find_base_model(workspace, config.base_model)
         inputs.append(ArtifactRef("base_model", base.name, base.content_hash))
     shaping = {
+        "dataset": version.dataset.name,  # the accepted examples become its next version
         "gates": gates.model_dump(mode="json"),
         "contract": config.contract.model_dump(mode="json"),
         "against": len(settings.against),

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sftline.config import STATION_ORDER, LineConfig
+from sftline.data.splits import TargetedHoldout
 from sftline.errors import ConfigError, ImportInputError, SftlineError, StationBusy
 from sftline.evals.compare import VERDICT_EXIT_CODES, Verdict
-from sftline.record import leases
+from sftline.record import leases, queries
 from sftline.record.workspace import Workspace
 from sftline.stations.check import check_station
 from sftline.stations.ingest import import_station
-from sftline.stations.mix import mix_station
+from sftline.stations.mix import mix_station, mixture_name
 from sftline.stations.release import Announce, eval_station
 from sftline.stations.runner import StationResult, current_work, error_line
 from sftline.stations.split import split_station
@@ -80,12 +81,68 @@ class Pins:
 
 
 def _check_names(steps: Sequence[tuple[str, str, Any]], force: Sequence[str], until: str | None) -> None:
+    if not steps:
+        raise ConfigError(
+            "the line: section of sftline.yaml names no station; `sftline run` has nothing to do"
+        )
     for name in [*force, *([until] if until else [])]:
         if name not in STATION_ORDER:
             known = ", ".join(STATION_ORDER)
             raise ConfigError(f"unknown station {name!r}: the line's stations are {known}")
     if until is not None and not any(step == until for step, _, _ in steps):
         raise ConfigError(f"--until {until}: the line has no {until} station configured")
+    if until is not None:
+        late = [name for name in force if STATION_ORDER.index(name) > STATION_ORDER.index(until)]
+        if late:
+            raise ConfigError(f"--force {late[0]} comes after --until {until}: it would not run")
+
+
+def _made(name: str, settings: Any) -> list[str]:
+    """The dataset names a station writes (a check writes its own dataset's next version)."""
+    if name == "import":
+        return [settings.name]
+    if name == "split":
+        base = settings.dataset.split("@")[0]
+        parts = ["train", "gold", *(["rolling"] if settings.rolling_days else [])]
+        parts += [TargetedHoldout.parse(spec).part for spec in settings.targeted]
+        return [f"{base}-{part}" for part in parts]
+    if name == "mix":
+        return [mixture_name(settings.name, settings.sources[0])]
+    return []
+
+
+def _read(name: str, settings: Any) -> list[tuple[str, str]]:
+    """(option, dataset reference) a station reads."""
+    if name == "check":
+        return [("dataset", settings.dataset), *(("against", a) for a in settings.against)]
+    if name == "split":
+        return [("dataset", settings.dataset)]
+    if name == "mix":
+        return [("from", source) for source in settings.sources]
+    if name == "train":
+        return [("data", settings.data), *([("eval_on", settings.eval_on)] if settings.eval_on else [])]
+    if name == "eval":
+        refs = [("on", d) for d in settings.on]
+        return refs + ([("calibrate_on", settings.calibrate_on)] if settings.calibrate_on else [])
+    return []
+
+
+def check_references(workspace: Workspace, steps: Sequence[tuple[str, str, Any]]) -> None:
+    """Every dataset a station reads is made by an earlier station or is in the record: a typo is
+    reported, all at once, before anything runs."""
+    with workspace.record.session() as session:
+        known = {dataset.name for dataset in queries.datasets(session)}
+    problems = []
+    for name, _, settings in steps:
+        for option, ref in _read(name, settings):
+            if ref.split("@")[0] not in known:
+                problems.append(
+                    f"  - line.{name}.{option}: no dataset {ref.split('@')[0]!r} in the record "
+                    "or made by an earlier station"
+                )
+        known.update(_made(name, settings))
+    if problems:
+        raise ConfigError(f"sftline.yaml: {len(problems)} problem(s)\n" + "\n".join(problems))
 
 
 @contextmanager
@@ -98,7 +155,11 @@ def line_lock(workspace: Workspace, *, wait: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            try:
+                lease = json.loads(handle.read())
+                holder = f"pid {lease['pid']} on {lease['host']}"
+            except (ValueError, KeyError, TypeError):
+                holder = "another process"
             raise StationBusy(
                 f"the line is busy: `sftline run` is running ({holder}); wait for it, or pass --wait"
             ) from None
@@ -211,6 +272,7 @@ def run_line(
     """Run the configured stations in order (see the module docstring)."""
     steps = _steps(line)
     _check_names(steps, force, until)
+    check_references(workspace, steps)
     ctx = _Context(workspace, hooks or LineHooks())
     outcome = LineResult()
     last = max((i for i, (name, _, _) in enumerate(steps) if name == until), default=len(steps) - 1)

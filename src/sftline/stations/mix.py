@@ -42,7 +42,7 @@ def mix_versions(
                 identifier = example.id if len(refs) == 1 else f"{dataset_name}:{example.id}"
                 pool.append(replace(example, id=identifier, tags=tags))
         gold = frozen_gold_sets(workspace, session)
-    target_name = name or f"{sources[0]['ref'].split('@')[0]}-mix"
+    target_name = mixture_name(name, sources[0]["ref"])
     size = total if total is not None else len(pool)
     result = mix(pool, components, total=size, seed=seed)
     for gold_ref, gold_examples in gold.items():
@@ -82,6 +82,11 @@ def mix_versions(
         }
 
 
+def mixture_name(name: str | None, first_source: str) -> str:
+    """The mixture's dataset name: as given, or the first source's name with `-mix`."""
+    return name or f"{first_source.split('@')[0]}-mix"
+
+
 def mix_work(workspace: Workspace, settings: MixSettings) -> Work:
     """The source versions, every frozen gold set (a mixture must not overlap one), the weights."""
     with workspace.record.session() as session:
@@ -93,8 +98,9 @@ def mix_work(workspace: Workspace, settings: MixSettings) -> Work:
             ArtifactRef("dataset_version", gold.version.ref, gold.content_hash)
             for gold in queries.frozen_gold_rows(session)
         ]
-    shaping = settings.model_dump(mode="json", exclude={"sources"})
+    shaping = settings.model_dump(mode="json", exclude={"sources", "name"})
     shaping["sources"] = len(settings.sources)
+    shaping["name"] = mixture_name(settings.name, inputs[0].name)
     label = f"mix {', '.join(i.name for i in inputs[: len(settings.sources)])}"
     return Work("mix", label, tuple(inputs), shaping)
 

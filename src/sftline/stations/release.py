@@ -168,16 +168,32 @@ def eval_work(
     return Work("eval", f"eval {model.name}", tuple(inputs), shaping)
 
 
-def _evaluations(workspace: Workspace, report: dict[str, Any]) -> list[ArtifactRef]:
+def _evaluations(workspace: Workspace, report: dict[str, Any]) -> Produced:
+    """The evaluations of a report, each the child of its own model and dataset."""
     names = [
         part["evaluation"]
         for section in report["sections"]
         for part in (section, section.get("baseline"), section.get("base"))
         if part
     ]
+    kinds = {"run": "model", "base": "base_model", "folder": "model_folder"}
+    parents: dict[ArtifactRef, list[ArtifactRef]] = {}
     with workspace.record.session() as session:
-        rows = [queries.evaluation_named(session, name) for name in dict.fromkeys(names)]
-        return [ArtifactRef("evaluation", row.name, row.key) for row in rows]
+        for name in dict.fromkeys(names):
+            row = queries.evaluation_named(session, name)
+            model = ArtifactRef(kinds[row.model_kind], row.model, row.model_hash)
+            parents[ArtifactRef("evaluation", row.name, row.key)] = [model, _version(row.dataset_version)]
+    result = {"verdict": report.get("verdict"), "reasons": _verdict_reasons(report)}
+    return Produced(list(parents), result, parents)
+
+
+def _verdict_reasons(report: dict[str, Any]) -> list[str]:
+    """Why the verdict is not `pass`, per dataset (empty when it passes or there is none)."""
+    return [
+        f"{section['dataset']}: {reason}"
+        for section in report["sections"]
+        for reason in section.get("comparison", {}).get("verdict", {}).get("reasons", [])
+    ]
 
 
 def eval_station(
@@ -210,8 +226,9 @@ def eval_station(
             force=force,
         )
         report_object = workspace.objects.put_bytes(canonical_json(report).encode())
-        result = {"verdict": report.get("verdict"), "report_object": report_object, "model": model.name}
-        return Produced(_evaluations(workspace, report), result)
+        produced = _evaluations(workspace, report)
+        produced.result.update(report_object=report_object, model=model.name)
+        return produced
 
     return run_station(workspace, work, execute, force=force)
 

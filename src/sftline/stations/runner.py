@@ -92,6 +92,13 @@ class Produced:
 
     outputs: list[ArtifactRef]
     result: dict[str, Any]
+    parents: dict[ArtifactRef, list[ArtifactRef]] | None = None
+    """The inputs each output came from, where not every input went into every output (an
+    evaluation comes from its own model and dataset); None: all of them."""
+
+    def edges(self, inputs: Sequence[ArtifactRef]) -> list[tuple[ArtifactRef, ArtifactRef]]:
+        parents = self.parents or {}
+        return [(source, output) for output in self.outputs for source in parents.get(output, inputs)]
 
 
 @dataclass
@@ -121,8 +128,10 @@ class StationResult:
 def error_line(exc: BaseException) -> str:
     """The one line a failed station or run records: sftline's own message, else `Type: message`,
     its lines joined."""
-    text = str(exc) if isinstance(exc, SftlineError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split()) or type(exc).__name__
+    message = " ".join(str(exc).split())
+    if isinstance(exc, SftlineError):
+        return message or type(exc).__name__
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _cached(workspace: Workspace, work: Work) -> StationRun | None:
@@ -183,7 +192,7 @@ def run_station(
         raise
     seconds = time.perf_counter() - started
     with workspace.record.session() as session:
-        queries.record_lineage(session, run_id, work.inputs, produced.outputs)
+        queries.record_lineage(session, run_id, produced.edges(work.inputs))
         queries.finish_station_run(
             session,
             run_id,

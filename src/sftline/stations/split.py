@@ -161,9 +161,14 @@ def split_work(workspace: Workspace, settings: SplitSettings) -> Work:
     the split found again is the one that made it, so a re-run is cached instead of re-splitting
     around its own gold set."""
     plan = _plan(settings)
-    shaping = {"plan": _plan_json(plan), "freeze_gold": settings.freeze_gold}
     with workspace.record.session() as session:
         source = resolve(session, settings.dataset)
+        # The parts are named after the source: NAME-train, NAME-gold, ...
+        shaping = {
+            "dataset": source.dataset.name,
+            "plan": _plan_json(plan),
+            "freeze_gold": settings.freeze_gold,
+        }
         inputs = [ArtifactRef("dataset_version", source.ref, source.content_hash)]
         label = f"split {source.ref}"
         frozen = queries.frozen_gold_named(session, f"{source.dataset.name}-gold")
@@ -185,7 +190,9 @@ def split_station(workspace: Workspace, settings: SplitSettings, *, force: bool 
         if settings.freeze_gold and not result["parts"].get(GOLD, {}).get("frozen"):
             result["frozen"] = freeze_gold(workspace, result["parts"][GOLD]["version"])
         with workspace.record.session() as session:
-            versions = [resolve(session, part["version"]) for part in result["parts"].values()]
+            # A frozen gold set reused by this split is its input, not its output.
+            made = [part for part in result["parts"].values() if not part.get("frozen")]
+            versions = [resolve(session, part["version"]) for part in made]
             outputs = [ArtifactRef("dataset_version", v.ref, v.content_hash) for v in versions]
             row = queries.split_by_id(session, result["split_id"])
             assert row is not None

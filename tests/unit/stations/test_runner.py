@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -136,3 +137,23 @@ def test_lineage_edges_lead_from_the_output_back_to_the_sources(workspace: Works
     # The gate report is evidence beside the chain: a version's check, not an input of a@v2.
     report_id = next(i for i, name in names.items() if name == "gate-report-1")
     assert graph["reports"] == {str(next(i for i, n in names.items() if n == "a@v1")): [report_id]}
+
+
+def test_a_killed_child_not_yet_reaped_is_not_alive() -> None:
+    from sftline.record.leases import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _pid_alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while (
+            time.monotonic() < deadline
+            and Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z"
+        ):
+            time.sleep(0.05)
+        assert not _pid_alive(child.pid)  # a zombie: killed, its parent has not waited for it yet
+    finally:
+        child.kill()
+        child.wait()
+    assert not _pid_alive(child.pid)
