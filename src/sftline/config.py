@@ -199,12 +199,6 @@ class LineConfig(_Strict):
 
     import_: list[ImportSettings] = Field(default_factory=list, alias="import")
     """`sftline data import` of each file, in order (paths relative to the project folder)."""
-
-    @field_validator("import_", mode="before")
-    @classmethod
-    def _one_or_none(cls, value: Any) -> Any:
-        # `import: null` runs no import; one mapping is a list of one.
-        return [] if value is None else [value] if isinstance(value, dict) else value
     check: CheckSettings | None = None
     """`sftline data check`."""
     split: SplitSettings | None = None
@@ -215,6 +209,12 @@ class LineConfig(_Strict):
     """`sftline train`."""
     eval: EvalStationSettings | None = None
     """`sftline eval` of the trained model (or `model:`), with the verdict against `baseline:`."""
+
+    @field_validator("import_", mode="before")
+    @classmethod
+    def _one_or_none(cls, value: Any) -> Any:
+        # `import: null` runs no import; one mapping is a list of one.
+        return [] if value is None else [value] if isinstance(value, dict) else value
 
 
 class ProjectConfig(_Strict):

@@ -126,6 +126,9 @@ def test_lineage_leads_from_an_evaluation_back_to_the_source_file(
     # Every example passed the gates: the check's version is the import's, read by the split.
     assert ("intents@v1", "check") in stations and ("intents@v1", "split") in stations
     assert ("intents-train@v1", "train") in stations and ("tiny", "train") in stations
+    # A dataset's name means its newest version; a name nothing made is one line.
+    assert names[run_json(capsys, "lineage", "intents-train")["root"]] == "intents-train@v1"
+    assert "no artifact named 'nothing'" in run_json(capsys, "lineage", "nothing", code=1)["err"]
     capsys.readouterr()
     assert main(["lineage", evaluation]) == 0
     tree = capsys.readouterr().out
@@ -205,40 +208,41 @@ def test_a_misspelled_dataset_is_refused_before_anything_runs(
         assert [r.station for r in queries.station_runs(session)] == ["import"]  # the fixture's import
 
 
-def test_a_killed_line_leaves_its_station_interrupted_and_the_next_run_trains_again(
+def test_a_killed_line_is_interrupted_and_the_next_run_resumes_its_training(
     chat_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = json.loads(json.dumps(LINE))
-    line["train"]["max_steps"] = 100_000
+    line["train"].update(max_steps=150, save_every=3)
     _configure(chat_project, line)
-    env = {**os.environ, "SFTLINE_HEARTBEAT_SECONDS": "1"}
+    env = {**os.environ, "SFTLINE_HEARTBEAT_SECONDS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen(
         [sys.executable, "-m", "sftline", "run", "--json"],
         cwd=chat_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    checkpoints = chat_project / ".sftline" / "runs" / "run-0001" / "checkpoints"
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
-                if any(r.station == "train" and r.status == "running" for r in queries.station_runs(session)):
-                    break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the training station never started")
+        while not list(checkpoints.glob("step-*")) and time.monotonic() < deadline:
+            assert child.poll() is None, "the line ended before its first checkpoint"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGSTOP)  # held still: a live holder of the line's lock
         # Another `sftline run` meanwhile is told the line is busy, in one line.
         capsys.readouterr()
         assert main(["run"]) == 1
-        assert "the line is busy" in capsys.readouterr().err
+        assert "the line is busy: `sftline run` is running (pid" in capsys.readouterr().err
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    line["train"]["max_steps"] = 3
-    _configure(chat_project, line)
     # The killed run's lease is stale: `runs list` shows it interrupted without writing it.
-    runs = run_json(capsys, "runs", "list")
-    assert [r["status"] for r in runs] == ["interrupted"]
+    assert [r["status"] for r in run_json(capsys, "runs", "list")] == ["interrupted"]
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        assert queries.get_run(session, "run-0001").status == "running"
+    # The next run marks it interrupted and continues it from its checkpoint: the same run.
     result = _run(capsys)
-    assert _statuses(result)["train"] == "ran"
+    train = next(s for s in result["stations"] if s["station"] == "train")
+    assert train["status"] == "ran" and train["outputs"][0]["name"] == "run-0001"
+    shown = run_json(capsys, "runs", "show", "run-0001")
+    assert shown["status"] == "completed" and shown["steps"] == 150
     with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
         trains = [r for r in queries.station_runs(session) if r.station == "train"]
         assert sorted(r.status for r in trains) == ["interrupted", "succeeded"]

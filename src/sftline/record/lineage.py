@@ -44,6 +44,10 @@ def lineage(session: Session, name_or_hash: str) -> LineageGraph:
     """Walk the lineage edges from the artifact named `name_or_hash` (a name such as
     `support@v2`, `run-0003`, `eval-0002`, or a hash prefix) back to its sources."""
     found = queries.find_artifacts(session, name_or_hash)
+    dataset = queries.dataset_named(session, name_or_hash) if not found else None
+    newest = queries.head(session, dataset) if dataset is not None else None
+    if newest is not None:  # a dataset's name: its newest version
+        found = queries.find_artifacts(session, newest.ref)
     if not found:
         raise LineageError(
             f"no artifact named {name_or_hash!r} in the lineage record; give a dataset version "

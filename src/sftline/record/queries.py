@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from sftline.data.versions import MIN_HASH_PREFIX, VERSION_NUMBER, check_dataset_name, parse_ref
 from sftline.errors import DatasetNotFound, ModelError, TrainingError
+from sftline.record import leases
 from sftline.record.schema import (
     Artifact,
     BaseModelEntry,
@@ -190,6 +191,19 @@ def run_by_id(session: Session, run_id: int) -> Run | None:
 
 def split_by_id(session: Session, split_id: int) -> Split | None:
     return session.get(Split, split_id)
+
+
+def resumable_run(session: Session, station_key: str) -> Run | None:
+    """The newest run the train station with this key started that did not finish: interrupted,
+    or still `running` under a stale lease."""
+    from_station = [
+        run
+        for run in session.scalars(
+            select(Run).where(Run.status.in_(("interrupted", "running"))).order_by(Run.id.desc())
+        )
+        if run.summary.get("station_key") == station_key
+    ]
+    return next((run for run in from_station if run.status == "interrupted" or leases.is_stale(run)), None)
 
 
 def runs(session: Session) -> list[Run]:

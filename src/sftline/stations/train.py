@@ -34,7 +34,7 @@ from sftline.record.workspace import Workspace
 from sftline.stations.models import BaseModelRef, find_base_model
 from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, error_line, run_station
 from sftline.stations.versions import load_examples
-from sftline.train.checkpoint import full_trainable_state, load_trainable
+from sftline.train.checkpoint import full_trainable_state, latest_checkpoint, load_trainable
 from sftline.train.config import TrainConfig
 from sftline.train.distill import DistillChatData, load_teacher
 from sftline.train.distributed import (
@@ -92,11 +92,14 @@ def start_run(
     progress: Callable[[dict[str, Any]], None] | None = None,
     resume: str | None = None,
     stop_after_steps: int | None = None,
+    station_key: str | None = None,
 ) -> dict[str, Any]:
     """Train a recorded run: set up (resolve data and base model, record the row), prepare the
-    data, build the model, loop, export, finish. From setup on the row holds rank 0's lease, and a
-    failure marks it `failed` with its error (an interrupt: `interrupted`) before it propagates."""
-    run = setup_run(workspace, config, resume)
+    data, build the model, loop, export, finish. `station_key`, the train station's key, is kept
+    on the row, so a killed run of the same work is found and resumed. From setup on the row holds
+    rank 0's lease, and a failure marks it `failed` with its error (an interrupt: `interrupted`)
+    before it propagates."""
+    run = setup_run(workspace, config, resume, station_key)
     with recording(workspace, run):
         data = prepare_run_data(workspace, config, run)
         torch.manual_seed(config.seed)
@@ -116,7 +119,9 @@ def start_run(
         return finish_run(workspace, config, run, data, result, finished=finished, exported=exported)
 
 
-def setup_run(workspace: Workspace, config: TrainConfig, resume: str | None) -> RunSetup:
+def setup_run(
+    workspace: Workspace, config: TrainConfig, resume: str | None, station_key: str | None = None
+) -> RunSetup:
     """Resolve the task, base model, teacher and data, then record the run's row holding the lease
     (rank 0 alone writes the record; the other processes of a torchrun learn the run from it).
     Everything that can be refused is checked first, so a refused run leaves no row behind."""
@@ -156,6 +161,7 @@ def setup_run(workspace: Workspace, config: TrainConfig, resume: str | None) -> 
                 base_model_hash=base.content_hash,
                 code_version=code_version(),
                 output_dir="",
+                summary={"station_key": station_key} if station_key else {},
             )
             leases.take(row)
             session.add(row)
@@ -460,7 +466,16 @@ def train_station(
     work = train_work(workspace, config)
 
     def execute() -> Produced:
-        summary = start_run(workspace, config, progress=progress)
+        with workspace.record.session() as session:
+            resumable = queries.resumable_run(session, work.key)
+        # A run of this very work that was killed after a checkpoint continues from it: the same
+        # final weights as an uninterrupted run (see sftline.train.trainer).
+        resume = (
+            resumable.name
+            if resumable and latest_checkpoint(Path(resumable.output_dir) / "checkpoints")
+            else None
+        )
+        summary = start_run(workspace, config, progress=progress, resume=resume, station_key=work.key)
         with workspace.record.session() as session:
             run = queries.get_run(session, summary["run"])
             if run.status not in ("completed", "stopped_early") or run.model_hash is None:
