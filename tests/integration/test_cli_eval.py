@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from scipy.stats import scoreatpercentile
 from sqlalchemy import func, select
 
+from sftline.evals.metrics import bootstrap_weights
+from sftline.evals.scoring import DEFAULT_REFUSAL_PHRASES, Output
 from sftline.record.schema import EvalOutput, Evaluation
 from sftline.record.workspace import Workspace
 from tests.support.cli import run_json
@@ -18,6 +24,44 @@ CHAT_TRAIN = ["train", "--base", "tiny", "--data", "intents", "--max-steps", "6"
 CHAT_EVAL = ["--on", "intents", "--sample", "24", "--max-new-tokens", "6"]
 
 
+def stored_outputs(project: Path, evaluation: str) -> list[Output]:
+    with Workspace.find(project) as workspace:
+        from sftline.stations.evaluate import load_outputs
+
+        return load_outputs(workspace, evaluation)
+
+
+def by_hand(n: int, metric: Callable[[list[int]], float], settings: dict[str, Any]) -> dict[str, Any]:
+    """The estimate `score` must report: `metric` computed by hand on all `n` examples and on the
+    examples each bootstrap resample draws, with scipy's 2.5th and 97.5th percentiles."""
+    weights = bootstrap_weights(n, replicates=settings["replicates"], seed=settings["seed"])
+    point, *replicates = [metric(np.repeat(np.arange(n), row.astype(int)).tolist()) for row in weights]
+    low, high = scoreatpercentile(replicates, [2.5, 97.5])
+    close = {"rel": 1e-9, "abs": 0}  # no absolute slack: a confidence here is about 1e-26
+    return {
+        "value": pytest.approx(point, **close),
+        "low": pytest.approx(low, **close),
+        "high": pytest.approx(high, **close),
+        "n": n,
+    }
+
+
+def mean_over(values: list[float] | list[bool]) -> Callable[[list[int]], float]:
+    return lambda drawn: sum(values[i] for i in drawn) / len(drawn)
+
+
+def calibration_error(confidence: list[float], correct: list[bool]) -> Callable[[list[int]], float]:
+    """Over 15 equal-width bins: sum of |sum of (correct - confidence)| per bin, over examples."""
+
+    def ece(drawn: list[int]) -> float:
+        gaps = [0.0] * 15
+        for i in drawn:
+            gaps[min(int(confidence[i] * 15), 14)] += correct[i] - confidence[i]
+        return sum(abs(gap) for gap in gaps) / len(drawn)
+
+    return ece
+
+
 def test_chat_eval_reports_behaviour_stores_outputs_and_reuses_them(
     chat_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -26,19 +70,28 @@ def test_chat_eval_reports_behaviour_stores_outputs_and_reuses_them(
     section = report["sections"][0]
     assert section["n"] == 24 and section["method"] == "generate" and not section["reused"]
     overall = section["metrics"]["overall"]
-    for metric in (
-        "accuracy",
-        "exact_match",
-        "refusal_rate",
-        "stop_rate",
-        "output_tokens",
-        "ece",
-        "latency_ms",
-    ):
-        estimate = overall[metric]
-        assert estimate["n"] == 24 and estimate["low"] <= estimate["value"] <= estimate["high"], metric
-    # No answer may be longer than the generation limit; one that hit it did not stop by itself.
-    assert overall["output_tokens"]["high"] <= 6
+    outputs = stored_outputs(chat_project, section["evaluation"])
+    # Every estimate recomputed by hand from the stored outputs.
+    correct = [" ".join(o.output.split()).lower() == " ".join(o.target.split()).lower() for o in outputs]
+    refused = [any(phrase in o.output.lower() for phrase in DEFAULT_REFUSAL_PHRASES) for o in outputs]
+    confidence = [o.confidence or 0.0 for o in outputs]
+    expected = {
+        "accuracy": mean_over(correct),
+        "exact_match": mean_over(correct),
+        "refusal_rate": mean_over(refused),
+        "stop_rate": mean_over([o.finished for o in outputs]),
+        "output_tokens": mean_over([o.output_tokens for o in outputs]),
+        "ece": calibration_error(confidence, correct),
+        "mean_confidence": mean_over(confidence),
+        "prompt_tokens": mean_over([o.prompt_tokens for o in outputs]),
+        "latency_ms": mean_over([o.latency_ms for o in outputs]),
+    }
+    for metric, by_example in expected.items():
+        assert overall[metric] == by_hand(24, by_example, section["settings"]), metric
+    assert all(o.confidence is not None and 0 < o.confidence < 1 for o in outputs)
+    # No answer is longer than the generation limit, and exactly those that reached it did not stop
+    # (a stop token takes one of the 6 places and is not counted).
+    assert [o.output_tokens <= 6 and o.finished == (o.output_tokens < 6) for o in outputs] == [True] * 24
     # The run's base model was evaluated on the same examples: the change is paired.
     assert section["base"]["model"] == "tiny" and section["sft_change"]["n"] == 24
     assert "<svg" in Path("eval.html").read_text()
@@ -84,16 +137,24 @@ def test_classifier_eval_compare_and_verdict(
     report = run_json(capsys, "eval", second, "--on", "intents", "--calibrate-on", "intents")
     section = report["sections"][0]
     overall = section["metrics"]["overall"]
-    for metric in (
-        "in_scope_accuracy",
-        "abstention_recall",
-        "macro_f1",
-        "top_5_accuracy",
-        "label_compliance",
-    ):
-        assert overall[metric]["value"] is not None, metric
-    assert overall["label_compliance"]["value"] == 1.0  # a classifier can only answer its labels
-    assert overall["top_5_accuracy"]["value"] >= overall["accuracy"]["value"]
+    outputs = stored_outputs(classify_project, section["evaluation"])
+    # The label metrics' values recomputed by hand from the stored outputs.
+    pairs = [(o.target, o.output) for o in outputs]
+    f1 = []
+    for label in sorted({target for target, _ in pairs}):
+        tp = sum(target == answer == label for target, answer in pairs)
+        wrong = sum((target == label) != (answer == label) for target, answer in pairs)  # FP + FN
+        f1.append(2 * tp / (2 * tp + wrong))
+    expected = {
+        "accuracy": np.mean([t == a for t, a in pairs]),
+        "in_scope_accuracy": np.mean([t == a for t, a in pairs if t != "oos"]),
+        "abstention_recall": np.mean([a == "oos" for t, a in pairs if t == "oos"]),
+        "macro_f1": np.mean(f1),
+        "top_5_accuracy": np.mean([o.target in [label for label, _ in o.ranked[:5]] for o in outputs]),
+        "label_compliance": 1.0,  # a classifier can only answer its labels
+    }
+    assert {metric: overall[metric]["value"] for metric in expected} == pytest.approx(expected)
+    assert 0 < expected["accuracy"] < expected["top_5_accuracy"]  # values that tell metrics apart
     assert section["settings"]["temperature"] > 0 and len(section["metrics"]["reliability"]) == 15
     # The zero-shot base is MiniLM as a sentence encoder: label names against the text.
     assert section["base"]["model"] == "minilm-l6"
@@ -160,13 +221,20 @@ def test_training_keeps_the_checkpoint_with_the_best_holdout_behaviour(
 ) -> None:
     holdout = ["--eval-on", "intents", "--eval-every", "2", "--eval-max-new-tokens", "4"]
     summary = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "exact_match")
-    assert summary["eval_metric"] == "exact_match" and 0 <= summary["best_eval"] <= 1
+    assert summary["eval_metric"] == "exact_match"
     with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
         from sftline.record.schema import Run, RunMetric
 
         run = session.scalars(select(Run).where(Run.name == summary["run"])).one()
-        names = set(session.scalars(select(RunMetric.name).where(RunMetric.run_id == run.id)))
-    assert {"eval_loss", "eval_exact_match", "eval_stop_rate", "eval_output_tokens"} <= names
+        rows = session.execute(
+            select(RunMetric.name, RunMetric.step, RunMetric.value).where(RunMetric.run_id == run.id)
+        ).all()
+    assert {"eval_loss", "eval_exact_match", "eval_stop_rate", "eval_output_tokens"} <= {r.name for r in rows}
+    # The best holdout value is the highest exact match recorded, at the first step that reached it.
+    watched = sorted((r.step, r.value) for r in rows if r.name == "eval_exact_match")
+    assert [step for step, _ in watched] == [2, 4, 6]
+    best = max(value for _, value in watched)
+    assert (summary["best_eval"], summary["best_step"]) == (best, next(s for s, v in watched if v == best))
     unknown = run_json(capsys, *CHAT_TRAIN, *holdout, "--eval-metric", "exact_mach", code=1)["err"]
     assert "eval_metric: unknown metric 'exact_mach' (did you mean 'exact_match'?)" in unknown
     # A registered metric this task lacks (a chat model has no label set) fails at the first evaluation.

@@ -28,4 +28,8 @@ def test_training_logs_a_plain_line_per_step_when_the_interval_is_zero(
     expected = [
         f"step {m['step']}/4 loss {m['loss']:.4f} tok/s {m['tokens_per_second']:,.0f}" for m in metrics
     ]
-    assert logged == [*expected[:3], f"{expected[3]} done in 0s"]
+    startup = (
+        "training: micro-batches of 256 tokens x 1 accumulation = 256 tokens per optimizer step; "
+        "rows of <= 256 tokens (batch_tokens as set)"
+    )
+    assert logged == [startup, *expected[:3], f"{expected[3]} done in 0s"]

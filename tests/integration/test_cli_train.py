@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,9 +20,10 @@ from safetensors.torch import load_file
 from sftline.errors import TrainingError
 from sftline.models import materialise
 from sftline.record.leases import hostname
-from sftline.record.queries import evaluation_named, get_run
+from sftline.record.queries import evaluation_named, get_run, resolve
 from sftline.record.workspace import Workspace
 from sftline.stations.train import start_run
+from sftline.train.checkpoint import latest_checkpoint
 from sftline.train.config import TrainConfig
 from tests.integration.conftest import classify_rows
 from tests.support.cli import run_json
@@ -274,3 +276,114 @@ def test_torchrun_two_processes_fsdp_full_fine_tuning_exports_one_model(chat_pro
     assert exported.keys() == base.keys()
     assert all(exported[n].shape == base[n].shape for n in base)  # whole tensors, not shards
     assert any(not torch.equal(exported[n], base[n]) for n in base)
+
+
+def _stopped_half_way(project: Path) -> str:
+    """A run of `_start`'s settings stopped after 6 of its 12 steps, on its checkpoint at step 6."""
+    config = TrainConfig.model_validate(
+        {"base": "tiny", "data": "intents", "max_steps": 12, "batch_tokens": 256, "seed": 3, "save_every": 3}
+    )
+    with Workspace.find(project) as workspace:
+        summary = start_run(workspace, config, stop_after_steps=6)
+    assert (summary["status"], summary["steps"]) == ("interrupted", 6)
+    return str(summary["run"])
+
+
+def test_resume_trains_on_the_data_version_the_run_started_on(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = _start(chat_project, save_every=3)  # uninterrupted, on intents@v1
+    name = _stopped_half_way(chat_project)
+    # Meanwhile a new version of `intents`: the bare name now resolves to it.
+    lines = (chat_project / "intents.jsonl").read_text().splitlines(keepends=True)
+    (chat_project / "intents-v2.jsonl").write_text("".join(lines[:60]))
+    run_json(capsys, "data", "import", str(chat_project / "intents-v2.jsonl"), "--name", "intents")
+    resumed = run_json(capsys, "train", "--resume", name)
+    assert (resumed["status"], resumed["steps"], resumed["total_steps"]) == ("completed", 12, 12)
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        assert resolve(session, "intents").ref == "intents@v2"
+        v1_hash = resolve(session, "intents@v1").content_hash
+    run_dir = chat_project / ".sftline" / "runs" / name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["data"] == {"ref": "intents@v1", "content_hash": v1_hash}
+    a = load_file(str(Path(str(full["output"])) / "model.safetensors"))
+    b = load_file(str(run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for tensor in a:
+        torch.testing.assert_close(a[tensor], b[tensor], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        (
+            'system_prompt: "You are a helpful assistant."',
+            'system_prompt: "Answer with the intent."',
+            "contract system_prompt was 'You are a helpful assistant.', now 'Answer with the intent.'",
+        ),
+        ("max_length: 2048 ", "max_length: 1024 ", "max_length was 2048, now 1024"),
+    ],
+    ids=["system_prompt", "max_length"],
+)
+def test_resume_is_refused_in_one_line_when_the_contract_changed(
+    chat_project: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, changed: str
+) -> None:
+    name = _stopped_half_way(chat_project)
+    contract = chat_project / "sftline.yaml"
+    assert old in contract.read_text()
+    contract.write_text(contract.read_text().replace(old, new))
+    refused = run_json(capsys, "train", "--resume", name, code=1)
+    line = (
+        f"--resume {name}: {changed}; resume takes no changes: restore what the run started with, "
+        "or train a new run without --resume"
+    )
+    assert refused["err"] == f"error: {line}\n"
+    assert refused["out"] == {"error": line, "exit_code": 1}
+    # The refusal left the run as it was: stopped at step 6, resumable once the contract is restored.
+    [listed] = run_json(capsys, "runs", "list")
+    assert (listed["status"], listed["steps"], listed["error"]) == ("interrupted", 6, None)
+
+
+def test_resume_is_refused_when_the_base_tokenizers_chat_template_was_edited_in_place(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _stopped_half_way(chat_project)
+    template = chat_project / "tiny" / "chat_template.jinja"
+    template.write_text(template.read_text().replace("m['content']", "m['content'] | trim"))
+    refused = run_json(capsys, "train", "--resume", name, code=1)
+    # The folder keeps the content hash it was registered with; only the template tells.
+    assert "base model hash" not in refused["out"]["error"]
+    assert re.fullmatch(
+        rf"--resume {name}: base tokenizer's chat template hash was [0-9a-f]{{12}}, now [0-9a-f]{{12}}; "
+        r"resume takes no changes: .*",
+        refused["out"]["error"],
+    )
+
+
+def test_resume_is_refused_with_another_number_of_processes(
+    chat_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = _stopped_half_way(chat_project)
+    # As if the run had started under `torchrun --nproc_per_node=2`: its fingerprint says so ...
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        row = get_run(session, name)
+        recorded = row.summary["fingerprint"]
+        row.summary = {**row.summary, "fingerprint": {**recorded, "world_size": 2}}
+    refused = run_json(capsys, "train", "--resume", name, code=1)
+    assert refused["out"]["error"] == (
+        f"--resume {name}: world size was 2, now 1; resume takes no changes: restore what the run "
+        "started with, or train a new run without --resume"
+    )
+    # ... and so does its checkpoint, with one RNG state per process, for a run recorded without
+    # a fingerprint: the restore refuses instead of handing rank r the state of rank r % 2.
+    with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
+        row = get_run(session, name)
+        row.summary = {k: v for k, v in row.summary.items() if k != "fingerprint"}
+    checkpoint = latest_checkpoint(chat_project / ".sftline" / "runs" / name / "checkpoints")
+    assert checkpoint is not None and checkpoint.name == "step-0000006"
+    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    torch.save({**state, "rng": state["rng"] * 2}, checkpoint / "state.pt")
+    refused = run_json(capsys, "train", "--resume", name, code=1)
+    assert refused["out"]["error"] == (
+        f"checkpoint {checkpoint}: world size was 2, now 1; resume it with 2 process(es)"
+    )

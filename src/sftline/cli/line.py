@@ -53,6 +53,7 @@ def run_command(
                 announce=announce,
                 train_progress=train_progress,
                 station_started=None if json_output else _started,
+                note=None if json_output else _note,
             )
             outcome = run_line(workspace, line, until=until, force=force, hooks=hooks)
     if json_output:
@@ -66,6 +67,10 @@ def run_command(
 
 def _started(label: str) -> None:
     err_console.print(f"[bold]>[/] {escape(label)}")
+
+
+def _note(line: str) -> None:
+    err_console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 def _outputs(result: Any) -> str:

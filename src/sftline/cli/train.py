@@ -23,6 +23,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable o
 runs_app = typer.Typer(help="Training runs: list and inspect.", no_args_is_help=True)
 
 
+def _startup(line: str) -> None:
+    err_console.print(f"training: {line}", markup=False, soft_wrap=True)
+
+
 def _config(path: Path | None, overrides: dict[str, Any]) -> Any:
     from sftline.config import load_settings
 
@@ -63,12 +67,13 @@ def train(
         if show_masks:
             _show_masks(workspace, config, show_masks)
             return
+        announce = None if json_output else _startup
         with training_progress(quiet=json_output) as progress:
             if resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 # A resume continues its own run; under torchrun every rank must train.
-                summary = start_run(workspace, config, progress=progress, resume=resume)
+                summary = start_run(workspace, config, progress=progress, resume=resume, announce=announce)
             else:
-                result = train_station(workspace, config, force=force, progress=progress)
+                result = train_station(workspace, config, force=force, progress=progress, announce=announce)
                 summary = {**result.result, "station": result.status, "key": result.key}
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun / accelerate launch only rank 0 reports
@@ -97,6 +102,8 @@ def train(
             f"({summary['computed_tokens_per_second']:,.0f} computed tokens/s)",
             markup=False,
         )
+    if layout and layout.get("prefix_sharing_off"):
+        console.print(f"  packing: prefix sharing off: {layout['prefix_sharing_off']}", markup=False)
     processes = summary["parallel"]
     if processes["world_size"] > 1:
         console.print(f"  parallel: {processes['strategy']} over {processes['world_size']} processes")

@@ -28,7 +28,6 @@ IGNORE_INDEX = -100
 """The label of an untrained token (what torch's cross-entropy ignores)."""
 TRAINED_STYLE = "bold green"
 PROMPT_STYLE = "dim"
-_UNTRAINED_ROLES = frozenset({"system", "user", "tool"})
 
 LengthPolicy = Literal["drop", "truncate-prompt"]
 
@@ -53,7 +52,8 @@ class RenderedExample:
     text: str
     """The whole rendered string (before any left truncation; see `n_truncated`)."""
     turns: tuple[TurnSpan, ...] = ()
-    """Which tokens belong to which message; lets `check_masks` see trained user/system tokens."""
+    """Which tokens belong to which message (for inspection; `mask_check.check_masks` checks labels
+    against the messages themselves, not against these spans)."""
     n_truncated: int = 0
     """Tokens cut from the left of the prompt by `apply_length_policy`."""
 
@@ -147,30 +147,6 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: Any = 
             "set `eos_token` on the tokenizer or pass the model's generation_config"
         )
     return ids
-
-
-def check_masks(
-    tokenizer: PreTrainedTokenizerBase,
-    rendered: Sequence[RenderedExample],
-    *,
-    sample: int = 32,
-    generation_config: Any = None,
-) -> None:
-    """Refuse to train on broken masks; checks the first `sample` examples.
-
-    Raises one TrainingError listing every bad example (by id) with its problem: an empty mask,
-    a trained first token, a trained token of a system/user/tool turn, labels that are not the
-    token ids, or no trained span ending with a stop token.
-    """
-    stops = stop_token_ids(tokenizer, generation_config)
-    stop_names = ", ".join(sorted(str(token) for token in tokenizer.convert_ids_to_tokens(sorted(stops))))
-    problems: list[str] = []
-    for item in rendered[:sample]:
-        problem = _mask_problem(item, stops, stop_names)
-        if problem:
-            problems.append(f"example {item.example_id}: {problem}")
-    if problems:
-        raise TrainingError(f"bad loss masks in {len(problems)} example(s): " + "; ".join(problems))
 
 
 def apply_length_policy(
@@ -329,26 +305,6 @@ def _turn_spans(
         turns.append(TurnSpan(roles[owners[token]], token, end))
         token = end
     return tuple(turns)
-
-
-def _mask_problem(item: RenderedExample, stops: set[int], stop_names: str) -> str | None:
-    if len(item.labels) != len(item.input_ids):
-        return f"{len(item.labels)} labels for {len(item.input_ids)} tokens"
-    if item.n_trained == 0:
-        return "no token is trained (every assistant turn has weight 0, or none was found)"
-    if item.labels[0] != IGNORE_INDEX:
-        return "the first token is trained; the prompt must not be"
-    for index, (token, label) in enumerate(zip(item.input_ids, item.labels, strict=True)):
-        if label not in (IGNORE_INDEX, token):
-            return f"label {label} at token {index} is not the token id {token} (labels must not be shifted)"
-    for turn in item.turns:
-        if turn.role in _UNTRAINED_ROLES:
-            n = sum(1 for label in item.labels[turn.start : turn.end] if label != IGNORE_INDEX)
-            if n:
-                return f"{n} token(s) of a {turn.role} turn are trained"
-    if not any(item.input_ids[end - 1] in stops for trained, _, end in _runs(item.labels) if trained):
-        return f"no trained span ends with a stop token ({stop_names}); the model would never learn to stop"
-    return None
 
 
 def _runs(labels: Sequence[int]) -> list[tuple[bool, int, int]]:

@@ -7,6 +7,7 @@ The release criteria of sftline.yaml turn those intervals into `pass`, `fail` or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -90,24 +91,27 @@ def _describe(criterion: ReleaseCriterion) -> str:
     return f"{criterion.metric} {' '.join(bounds)} ({where})"
 
 
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
 def _check_drop(metric: str, where: str, diff: dict[str, Any], allowed: float) -> tuple[str, str]:
-    """Worsening = -delta (or +delta where lower is better), compared with `allowed`."""
+    """Worsening = -delta (or +delta where lower is better), compared with `allowed` over the
+    change's whole interval; without an interval nothing is decided (the point alone is noise)."""
     sign = -1 if higher_is_better(metric) else 1
     delta, low, high = diff["delta"], diff["low"], diff["high"]
-    if delta is None:
+    if _missing(delta):
         return "inconclusive", f"{metric} on {where} is undefined for one of the models"
-    if low is None or high is None:
-        worst_case = delta * sign
-        best_case = worst_case
-    else:
-        # The worsening's interval: the change's interval, flipped where a fall is the worsening.
-        worst_case = max(low * sign, high * sign)
-        best_case = min(low * sign, high * sign)
-    shown = (
-        f"{metric} on {where} changed {delta:+.4f} (95% CI {low:+.4f} to {high:+.4f})"
-        if low is not None
-        else (f"{metric} on {where} changed {delta:+.4f}")
-    )
+    if _missing(low) or _missing(high):
+        return (
+            "inconclusive",
+            f"{metric} on {where} changed {delta:+.4f} but has no bootstrap interval to judge it by; "
+            "more examples would decide",
+        )
+    # The worsening's interval: the change's interval, flipped where a fall is the worsening.
+    worst_case = max(low * sign, high * sign)
+    best_case = min(low * sign, high * sign)
+    shown = f"{metric} on {where} changed {delta:+.4f} (95% CI {low:+.4f} to {high:+.4f})"
     if best_case > allowed:
         return "fail", f"{shown}: worse by more than the allowed {allowed:g}"
     if worst_case <= allowed:

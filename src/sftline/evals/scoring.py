@@ -45,7 +45,9 @@ class Output:
     ranked: list[tuple[str, float]] = field(default_factory=list)
     """Classifiers: the top labels with their probabilities, best first."""
     confidence: float | None = None
-    """Probability of the answer: the top label's, or the generated sequence's (product over tokens)."""
+    """Probability of the answer: the top label's, or the generated sequence's (product over its
+    tokens and the stop token, from float64 log-probabilities; the mean log-probability per token is
+    log(confidence) / (output_tokens + finished))."""
     prompt_tokens: int = 0
     output_tokens: int = 0
     finished: bool = True
@@ -74,7 +76,11 @@ class Outcomes:
 
 
 def normalise_answer(text: str) -> str:
-    return " ".join(text.split())
+    """The form in which answers and targets are compared: surrounding whitespace dropped, inner
+    runs of whitespace made one space, case folded (`" OOS\\n"` is `oos`). Correctness of text and
+    label answers, abstention and label compliance all compare in this form, so an answer can never
+    count as abstained yet wrong. JSON answers are compared as JSON instead (case matters inside)."""
+    return " ".join(text.split()).casefold()
 
 
 def _json_value(text: str) -> tuple[bool, Any]:
@@ -86,6 +92,78 @@ def _json_value(text: str) -> tuple[bool, Any]:
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _json_values(text: str) -> tuple[list[Any], bool]:
+    """The JSON objects and arrays found in `text`, left to right (an array's items flattened into
+    the list), and whether they are all of the text apart from whitespace."""
+    values: list[Any] = []
+    whole, at = True, 0
+    while at < len(text):
+        if text[at].isspace():
+            at += 1
+            continue
+        if text[at] in "{[":
+            try:
+                value, end = _DECODER.raw_decode(text, at)
+            except json.JSONDecodeError:
+                pass
+            else:
+                values.extend(value if isinstance(value, list) else [value])
+                at = end
+                continue
+        whole = False
+        at += 1
+    return values, whole
+
+
+def _tool_call(value: Any) -> str | None:
+    """A tool call as canonical JSON of [name, arguments], from the shapes chat templates write:
+    OpenAI's `{"function": {"name", "arguments"}, "id", "type"}` (id and type do not matter),
+    Hermes/Qwen's `{"name", "arguments"}` and Llama 3's `{"name", "parameters"}`. Arguments given
+    as a JSON string are parsed, so a string and the object it encodes are the same call."""
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("function"), dict):
+        value = value["function"]
+        arguments = value.get("arguments", {})
+    elif "arguments" in value or "parameters" in value:
+        arguments = value.get("arguments", value.get("parameters"))
+    else:
+        return None
+    name = value.get("name")
+    if not isinstance(name, str):
+        return None
+    if isinstance(arguments, str):
+        ok, parsed = _json_value(arguments)
+        arguments = parsed if ok else arguments
+    return _canonical([name, arguments])
+
+
+def _target_tool_calls(target: str) -> list[str] | None:
+    """The calls of a tool-call turn's target, sorted; None when the target is not one.
+
+    Such a target is JSON and nothing else: the list of OpenAI-shaped calls evaluation renders
+    (`render_prompt`), or the calls one after another (`Example.target`). Calls are compared as a
+    multiset: parallel calls are independent and answered by id, so their order does not matter.
+    """
+    if target.lstrip()[:1] not in ("{", "["):
+        return None
+    values, whole = _json_values(target)
+    if not whole or not values or not all(isinstance(v, dict) and "function" in v for v in values):
+        return None
+    calls = [_tool_call(v) for v in values]
+    return None if None in calls else sorted(c for c in calls if c is not None)
+
+
+def _output_tool_calls(output: str) -> list[str]:
+    """The calls a generated answer makes, sorted; text around them (the `<tool_call>` tags some
+    templates write) is ignored, and so is JSON that is no call."""
+    values, _ = _json_values(output)
+    return sorted(c for c in map(_tool_call, values) if c is not None)
 
 
 def _refused(text: str, phrases: Sequence[str]) -> bool:
@@ -106,20 +184,27 @@ def outcomes(outputs: Sequence[Output], contract: Contract, labels: Sequence[str
         from jsonschema import Draft202012Validator
 
         validator = Draft202012Validator(contract.output.json_schema or {})
-    predictions, correct, valid_json, schema_ok, in_labels = [], [], [], [], []
-    for o in outputs:
-        answer = normalise_answer(o.output)
-        predictions.append(answer)
+    # Predictions and targets are reported in one spelling per normalised form, the label's own
+    # where there is one (`OOS` as `oos`), so the label metrics count what `correct` counts.
+    spelling = {normalise_answer(label): label for label in sorted(label_set)}
+    answers = [normalise_answer(o.output) for o in outputs]
+    target_keys = [normalise_answer(o.target) for o in outputs]
+    correct, valid_json, schema_ok = [], [], []
+    for o, answer, target in zip(outputs, answers, target_keys, strict=True):
+        calls = None if kind == "labels" else _target_tool_calls(o.target)
         if kind == "json_schema":
             ok, value = _json_value(o.output)
             target_ok, target_value = _json_value(o.target)
             valid_json.append(ok)
             schema_ok.append(ok and validator is not None and validator.is_valid(value))
+        if calls is not None:
+            correct.append(_output_tool_calls(o.output) == calls)
+        elif kind == "json_schema":
             # Compared as canonical JSON: key order and spacing do not matter, but true is not 1.
             correct.append(ok and target_ok and _canonical(value) == _canonical(target_value))
         else:
-            correct.append(answer == normalise_answer(o.target))
-        in_labels.append(answer in label_set)
+            correct.append(answer == target)
+    predictions = [spelling.get(answer, answer) for answer in answers]
     columns: dict[str, np.ndarray] = {
         "correct": np.array(correct, dtype=bool),
         "refused": np.array([_refused(o.output, phrases) for o in outputs], dtype=bool),
@@ -129,27 +214,28 @@ def outcomes(outputs: Sequence[Output], contract: Contract, labels: Sequence[str
         "latency_ms": np.array([o.latency_ms for o in outputs], dtype=np.float64),
     }
     if kind == "labels":
-        columns["in_labels"] = np.array(in_labels, dtype=bool)
+        columns["in_labels"] = np.array([answer in spelling for answer in answers], dtype=bool)
     if kind == "json_schema":
         columns["valid_json"] = np.array(valid_json, dtype=bool)
         columns["schema_ok"] = np.array(schema_ok, dtype=bool)
     if abstention:
-        key = normalise_answer(abstention).lower()
-        columns["abstained"] = np.array([p.lower() == key for p in predictions], dtype=bool)
-        columns["should_abstain"] = np.array(
-            [normalise_answer(o.target).lower() == key for o in outputs], dtype=bool
-        )
+        key = normalise_answer(abstention)
+        columns["abstained"] = np.array([answer == key for answer in answers], dtype=bool)
+        columns["should_abstain"] = np.array([target == key for target in target_keys], dtype=bool)
     if all(o.confidence is not None for o in outputs) and outputs:
         columns["confidence"] = np.array([o.confidence for o in outputs], dtype=np.float64)
     ranks = None
     if outputs and all(o.ranked for o in outputs):
         ranks = np.array(
-            [next((i + 1 for i, (label, _) in enumerate(o.ranked) if label == o.target), 0) for o in outputs]
+            [
+                next((i + 1 for i, (label, _) in enumerate(o.ranked) if normalise_answer(label) == target), 0)
+                for o, target in zip(outputs, target_keys, strict=True)
+            ]
         )
     return Outcomes(
         [o.example_id for o in outputs],
         [dict(o.tags) for o in outputs],
-        [normalise_answer(o.target) for o in outputs],
+        [spelling.get(target, target) for target in target_keys],
         predictions,
         columns,
         ranks,

@@ -408,3 +408,16 @@ def station_runs_by_id(session: Session, ids: Iterable[int]) -> dict[int, Statio
     if not wanted:
         return {}
     return {r.id: r for r in session.scalars(select(StationRun).where(StationRun.id.in_(wanted)))}
+
+
+# --- a resumed run's inputs --------------------------------------------------------------------
+
+
+def recorded_versions(session: Session, run: Run) -> tuple[DatasetVersion, DatasetVersion | None]:
+    """The data and holdout versions `run` recorded when it started, by id: what its names
+    resolved to then, whatever they resolve to now."""
+    data = session.get(DatasetVersion, run.data_version_id)
+    holdout = session.get(DatasetVersion, run.eval_version_id) if run.eval_version_id is not None else None
+    if data is None or (run.eval_version_id is not None and holdout is None):
+        raise DatasetNotFound(f"{run.name}: a dataset version it trained on is no longer in the record")
+    return data, holdout

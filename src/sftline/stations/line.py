@@ -41,6 +41,8 @@ class LineHooks:
     announce: Announce | None = None
     train_progress: Callable[[dict[str, Any]], None] | None = None
     station_started: Callable[[str], None] | None = None
+    note: Callable[[str], None] | None = None
+    """A line a station says before its work (training's micro-batch choice)."""
 
 
 @dataclass
@@ -224,7 +226,10 @@ def _train(ctx: _Context, label: str, settings: Any, force: bool) -> StationResu
     if settings.eval_on:
         update["eval_on"] = ctx.pins(settings.eval_on)
     config = settings.model_copy(update=update)
-    result = train_station(ctx.workspace, config, force=force, progress=ctx.hooks.train_progress)
+    hooks = ctx.hooks
+    result = train_station(
+        ctx.workspace, config, force=force, progress=hooks.train_progress, announce=hooks.note
+    )
     ctx.trained = result.result["run"]
     return result
 

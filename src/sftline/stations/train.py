@@ -8,8 +8,10 @@ which holds the row's lease and marks it `failed` or `interrupted` when a step d
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sqlalchemy.orm import Session
 
 from sftline.atomic import write_text
 from sftline.contract.labels import label_set
@@ -29,10 +30,18 @@ from sftline.models.materialise import hash_folder
 from sftline.provenance import code_version
 from sftline.record import leases, queries
 from sftline.record.queries import resolve
-from sftline.record.schema import Run
+from sftline.record.schema import DatasetVersion, Run
 from sftline.record.workspace import Workspace
 from sftline.stations.models import BaseModelRef, find_base_model
-from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, error_line, run_station
+from sftline.stations.runner import (
+    ArtifactRef,
+    Produced,
+    StationResult,
+    Work,
+    canonical_json,
+    error_line,
+    run_station,
+)
 from sftline.stations.versions import load_examples
 from sftline.train.checkpoint import full_trainable_state, latest_checkpoint, load_trainable
 from sftline.train.config import TrainConfig
@@ -47,6 +56,7 @@ from sftline.train.distributed import (
     strategy_for,
 )
 from sftline.train.export import export_model
+from sftline.train.memory import Batching, resolve_batching, resolved, startup_line
 from sftline.train.tasks import ChatData, TaskData, prepare_classifier
 from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
 
@@ -93,6 +103,7 @@ def start_run(
     resume: str | None = None,
     stop_after_steps: int | None = None,
     station_key: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train a recorded run: set up (resolve data and base model, record the row), prepare the
     data, build the model, loop, export, finish. `station_key`, the train station's key, is kept
@@ -101,6 +112,11 @@ def start_run(
     before it propagates."""
     run = setup_run(workspace, config, resume, station_key)
     with recording(workspace, run):
+        # The micro-batch and accumulation follow from the model's shape and the config alone.
+        batching = resolve_batching(config, _model_config(run.base.path))
+        config = resolved(config, batching)
+        if announce is not None and run.info.is_main:
+            announce(startup_line(batching, run.info.world_size))
         data = prepare_run_data(workspace, config, run)
         torch.manual_seed(config.seed)
         model = build_model(run.base.path, config, run.device, labels=data.labels)
@@ -115,8 +131,9 @@ def start_run(
             stop_after_steps=stop_after_steps,
         )
         finished = stop_after_steps is None or result.state.step >= result.total_steps or result.stopped_early
-        exported = export_run(config, run, data, model, result) if finished else None
-        return finish_run(workspace, config, run, data, result, finished=finished, exported=exported)
+        exported = export_run(config, run, data, model, result, batching) if finished else None
+        summary = finish_run(workspace, config, run, data, result, finished=finished, exported=exported)
+        return {**summary, "batching": batching.as_json()}
 
 
 def setup_run(
@@ -141,14 +158,24 @@ def setup_run(
             raise TrainingError("--teacher distils a causal LM; it needs task chat")
         teacher = find_base_model(workspace, config.teacher)
     strategy = strategy_for(config.parallel, config.method, info)
+    max_length = config.max_length or contract.limits.max_length
     with workspace.record.session() as session:
-        data_version = resolve(session, config.data)
+        resumed = queries.get_run(session, resume) if resume else None
+        if resumed is not None:
+            # The versions the run started on: a name may resolve to a newer one by now, which
+            # would change the micro-batch plan under the restored optimizer and scheduler.
+            data_version, eval_version = queries.recorded_versions(session, resumed)
+        else:
+            data_version = resolve(session, config.data)
+            eval_version = resolve(session, config.eval_on) if config.eval_on else None
+        fingerprint = run_fingerprint(
+            base, teacher, data_version, eval_version, contract.system_prompt, max_length, info
+        )
         examples = load_examples(workspace, data_version)
-        eval_version = resolve(session, config.eval_on) if config.eval_on else None
         eval_examples = load_examples(workspace, eval_version) if eval_version else []
         row: Run | None = None
-        if resume:
-            row = _resumed_row(session, resume, config, info)
+        if resumed is not None:
+            row = _resumed_row(resumed, config, info, fingerprint)
         elif info.is_main:
             row = Run(
                 name=f"pending-{os.getpid()}",
@@ -161,7 +188,7 @@ def setup_run(
                 base_model_hash=base.content_hash,
                 code_version=code_version(),
                 output_dir="",
-                summary={"station_key": station_key} if station_key else {},
+                summary={"fingerprint": fingerprint, **({"station_key": station_key} if station_key else {})},
             )
             leases.take(row)
             session.add(row)
@@ -184,18 +211,74 @@ def setup_run(
         data_ref=data_ref,
         data_hash=data_hash,
         eval_ref=eval_ref,
-        max_length=config.max_length or contract.limits.max_length,
+        max_length=max_length,
         run_id=run_id,
         run_name=run_name,
         output=Path(output_dir),
     )
 
 
-def _resumed_row(session: Session, name: str, config: TrainConfig, info: DistInfo) -> Run:
-    """The run `name`, taken over by this process (rank 0) unless a live process still holds it."""
-    row = queries.get_run(session, name)
+FINGERPRINT_FIELDS = {
+    "data": "data hash",
+    "holdout": "holdout hash",
+    "base_model": "base model hash",
+    "teacher": "teacher hash",
+    "system_prompt": "contract system_prompt",
+    "chat_template": "base tokenizer's chat template hash",
+    "max_length": "max_length",
+    "world_size": "world size",
+}
+"""A run's fingerprint, field by field, as a refused resume names each."""
+
+
+def run_fingerprint(
+    base: BaseModelRef,
+    teacher: BaseModelRef | None,
+    data: DatasetVersion,
+    holdout: DatasetVersion | None,
+    system_prompt: str | None,
+    max_length: int,
+    info: DistInfo,
+) -> dict[str, Any]:
+    """What shapes a run's micro-batches, rows and RNG streams beside its config: the inputs by
+    content hash, the contract's system prompt, the base tokenizer's chat template (a folder edited
+    in place keeps the hash it was registered with), max_length as resolved, and the number of
+    processes (one RNG stream each). Recorded on the row when the run starts; a resume refuses
+    any difference."""
+    from transformers import AutoTokenizer
+
+    template = AutoTokenizer.from_pretrained(base.path, local_files_only=True).chat_template
+    return {
+        "data": data.content_hash,
+        "holdout": holdout.content_hash if holdout else None,
+        "base_model": base.content_hash,
+        "teacher": teacher.content_hash if teacher else None,
+        "system_prompt": system_prompt,
+        "chat_template": hashlib.sha256(canonical_json(template).encode()).hexdigest() if template else None,
+        "max_length": max_length,
+        "world_size": info.world_size,
+    }
+
+
+def _resumed_row(row: Run, config: TrainConfig, info: DistInfo, fingerprint: dict[str, Any]) -> Run:
+    """The run `row`, taken over by this process (rank 0), unless its config or its fingerprint
+    differs from this process's, or a live process still holds it."""
+    name = row.name
     if row.config != config.model_dump(mode="json"):
         raise TrainingError(f"--resume {name}: the config differs from the run's; resume takes no changes")
+    # A run recorded before fingerprints were has its base model's hash on the row (and its
+    # checkpoint's RNG states tell its number of processes).
+    recorded = {"base_model": row.base_model_hash, **row.summary.get("fingerprint", {})}
+    changed = [
+        f"{label} was {_shown(recorded[field])}, now {_shown(fingerprint[field])}"
+        for field, label in FINGERPRINT_FIELDS.items()
+        if field in recorded and recorded[field] != fingerprint[field]
+    ]
+    if changed:
+        raise TrainingError(
+            f"--resume {name}: {'; '.join(changed)}; resume takes no changes: restore what the run "
+            "started with, or train a new run without --resume"
+        )
     if info.is_main:
         if row.status == "running" and not leases.is_stale(row):
             raise TrainingError(
@@ -205,6 +288,14 @@ def _resumed_row(session: Session, name: str, config: TrainConfig, info: DistInf
         row.status, row.error = "running", None
         leases.take(row)
     return row
+
+
+def _shown(value: Any) -> str:
+    """A fingerprint value as a short piece of one line: a sha256 by its first 12 digits."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):
+        return value[:12]
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 @contextmanager
@@ -242,9 +333,15 @@ def _mark_ended(workspace: Workspace, run_id: int, status: str, error: str | Non
             row.status, row.error = status, error
 
 
+def _model_config(path: Path) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path, local_files_only=True)
+
+
 def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -> RunData:
     """The training (and holdout) examples tokenised for the task; with a teacher, loaded beside."""
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # sftline draws its own progress
@@ -258,18 +355,41 @@ def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -
         labels = label_set(run.examples, contract.output.labels, contract.abstention)
         max_length = min(run.max_length, tokenizer.model_max_length)
         data = prepare_classifier(
-            tokenizer, run.examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
+            tokenizer,
+            run.examples,
+            labels,
+            batch_tokens=config.batch_tokens or config.step_tokens,
+            max_length=max_length,
         )
         if run.eval_examples:
             eval_data = prepare_classifier(
-                tokenizer, run.eval_examples, labels, batch_tokens=config.batch_tokens, max_length=max_length
+                tokenizer,
+                run.eval_examples,
+                labels,
+                batch_tokens=config.batch_tokens or config.step_tokens,
+                max_length=max_length,
             )
     else:
         system_prompt, max_length = contract.system_prompt, run.max_length
-        data = prepare(tokenizer, run.examples, config, system_prompt=system_prompt, max_length=max_length)
+        # Whether a shared prefix's 4D mask fits the attention of every model reading the rows.
+        readers = [run.base.path] + ([run.teacher.path] if run.teacher is not None else [])
+        models = [AutoConfig.from_pretrained(path, local_files_only=True) for path in readers]
+        data = prepare(
+            tokenizer,
+            run.examples,
+            config,
+            system_prompt=system_prompt,
+            max_length=max_length,
+            model_configs=models,
+        )
         if run.eval_examples:
             eval_data = prepare(
-                tokenizer, run.eval_examples, config, system_prompt=system_prompt, max_length=max_length
+                tokenizer,
+                run.eval_examples,
+                config,
+                system_prompt=system_prompt,
+                max_length=max_length,
+                model_configs=models,
             )
     if run.teacher is not None:
         teacher = load_teacher(run.teacher.path, tokenizer, run.device)
@@ -331,7 +451,7 @@ def run_loop(
 
 
 def export_run(
-    config: TrainConfig, run: RunSetup, data: RunData, model: Any, result: TrainResult
+    config: TrainConfig, run: RunSetup, data: RunData, model: Any, result: TrainResult, batching: Batching
 ) -> tuple[dict[str, str], str] | None:
     """Rank 0 writes output/model (and adapter), then manifest.json, each atomically, and returns
     the model folder's files and content hash, computed once, here. Under FSDP every rank first
@@ -368,6 +488,7 @@ def export_run(
         "eval_metric": config.eval_metric,
         "best_eval": state.best_eval,
         "tokens_per_step": result.note,
+        "batching": batching.as_json(),
         "stopped_early": result.stopped_early,
     }
     write_text(run.output / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
@@ -414,11 +535,13 @@ def finish_run(
     with workspace.record.session() as session:
         row = queries.run_by_id(session, run.run_id)
         assert row is not None
+        # The fingerprint recorded at the start stays: a resume of this run is checked against it.
+        kept = {"fingerprint": row.summary["fingerprint"]} if "fingerprint" in row.summary else {}
         row.status, row.steps, row.trained_tokens, row.summary = (
             status,
             state.step,
             state.trained_tokens,
-            summary,
+            {**kept, **summary},
         )
         row.finished_at = datetime.now(timezone.utc) if finished else None
         if exported is not None:
@@ -461,6 +584,7 @@ def train_station(
     *,
     force: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> StationResult:
     """`sftline train` as a station: a finished run of the same inputs and settings is reused."""
     work = train_work(workspace, config)
@@ -475,7 +599,9 @@ def train_station(
             if resumable and latest_checkpoint(Path(resumable.output_dir) / "checkpoints")
             else None
         )
-        summary = start_run(workspace, config, progress=progress, resume=resume, station_key=work.key)
+        summary = start_run(
+            workspace, config, progress=progress, resume=resume, station_key=work.key, announce=announce
+        )
         with workspace.record.session() as session:
             run = queries.get_run(session, summary["run"])
             if run.status not in ("completed", "stopped_early") or run.model_hash is None:

@@ -128,6 +128,12 @@ def load_checkpoint(
             f"checkpoint {path} was written under {state.get('strategy')}; resume it with the same "
             f"parallel setting (this run is {strategy})"
         )
+    # One RNG state per process: another number of processes would draw other dropout masks.
+    if len(state["rng"]) != info.world_size:
+        raise TrainingError(
+            f"checkpoint {path}: world size was {len(state['rng'])}, now {info.world_size}; resume it "
+            f"with {len(state['rng'])} process(es)"
+        )
     weights = load_file(str(path / "trainable.safetensors"))
     if strategy == "fsdp":
         from torch.distributed.checkpoint.state_dict import (
@@ -143,8 +149,7 @@ def load_checkpoint(
         load_trainable(model, weights)
         optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    rng = state["rng"]
-    _set_rng_state(rng[info.rank % len(rng)])
+    _set_rng_state(state["rng"][info.rank])
     return dict(state["loop"])
 
 

@@ -42,17 +42,24 @@ class TrainConfig(BaseModel):
     """Optimizer steps; overrides epochs."""
     lr: float | None = Field(default=None, gt=0)
     """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning."""
-    batch_tokens: int = Field(default=8192, ge=16)
-    """Tokens per micro-batch: packed rows, padding only at row ends."""
+    step_tokens: int = Field(default=8192, ge=16)
+    """Tokens of examples per optimizer step (per process): micro-batches x accumulation. Fixed
+    whatever the machine, so steps and losses do not depend on it."""
+    activation_memory_mb: int = Field(default=1536, ge=64)
+    """Most memory (MiB) one micro-batch's activations may take: the default micro-batch holds as
+    many tokens as the model's shape allows within it (sftline.train.memory), and accumulation
+    fills step_tokens. It never looks at the machine's memory."""
+    batch_tokens: int | None = Field(default=None, ge=16)
+    """Tokens per micro-batch (packed rows, padding only at row ends); default: from
+    activation_memory_mb. Set, it replaces step_tokens: one micro-batch a step unless grad_accum."""
     row_tokens: int = Field(default=1024, ge=16)
-    """Tokens per packed row. Attention costs the square of a row's length on kernels without
-    variable-length support (CPU), so a micro-batch is several rows, not one long row."""
+    """Most tokens per packed row (never more than a micro-batch): a micro-batch is several rows."""
     prefix_sharing: bool = True
     """Lay out the tokens that most examples start with (template header, system prompt) once
     per packed row, with every example attending to them: the same loss and gradients, fewer
     tokens computed. Needs sdpa or eager attention (a 4D mask); see sftline.train.rows."""
-    grad_accum: int = Field(default=1, ge=1)
-    """Micro-batches per optimizer step."""
+    grad_accum: int | None = Field(default=None, ge=1)
+    """Micro-batches per optimizer step; default: as many as fill step_tokens (1 with batch_tokens)."""
     weight_decay: float = Field(default=0.0, ge=0)
     """AdamW weight decay."""
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)

@@ -23,6 +23,13 @@ The row needs a mask no position-id restart can express, so it goes to the model
 boolean `attention_mask` (batch, 1, query, key), which transformers passes to eager and sdpa
 attention as it is. FlashAttention's variable-length kernels take no such mask; rows without a
 prefix still go through the position-id path that they, sdpa and eager all understand.
+
+Since transformers uses a 4D mask as given, a model's sliding window (Mistral, Phi-3) reaches the
+row only through the mask: it hides the keys at `window` or more positions behind the query,
+counted in the example's own positions, as the window does for the example alone. One mask
+serves every layer, so a model whose layers attend through different windows (Gemma 2/3
+alternate sliding and global layers) gets no prefix sharing, unless no example is long enough
+for the difference to show (`row_attention`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -178,11 +186,13 @@ def pack_rows(
 
 
 def packing_layout(
-    rows: Sequence[PackedRow], groups: Sequence[PrefixGroup], lengths: Sequence[int]
-) -> dict[str, int]:
+    rows: Sequence[PackedRow], groups: Sequence[PrefixGroup], lengths: Sequence[int], *, unshared: str = ""
+) -> dict[str, int | str]:
     """What the packing did, in counts: rows, examples behind a shared prefix, the longest
-    prefix, and the tokens the examples hold against those the rows compute."""
-    return {
+    prefix, and the tokens the examples hold against those the rows compute; with `unshared`
+    (`RowAttention.unshared`), why the model took prefix sharing off."""
+    reason: dict[str, int | str] = {"prefix_sharing_off": unshared} if unshared else {}
+    return reason | {
         "rows": len(rows),
         "examples": len(lengths),
         "prefix_groups": len(groups),
@@ -193,20 +203,78 @@ def packing_layout(
     }
 
 
+@dataclass(frozen=True)
+class RowAttention:
+    """What the 4D mask of a shared-prefix row adds for the models that read it (the trained
+    model, and a distillation teacher): their sliding window, or why one mask cannot serve them."""
+
+    window: int | None = None
+    """A query at position p sees only keys at positions > p - window (transformers'
+    `sliding_window_overlay`); None when no layer's window is shorter than the longest example."""
+    unshared: str = ""
+    """Why one mask cannot serve every layer, so prefix sharing is off; empty when it can."""
+
+
+def row_attention(model_configs: Sequence[Any], longest: int) -> RowAttention:
+    """The window a shared-prefix mask applies for these models (transformers configs), when no
+    example is longer than `longest` tokens.
+
+    A window hides keys only from a query `window` or more positions later, so one of at least
+    `longest` tokens never hides anything and is left out. The same window on every layer
+    (Mistral, Phi-3: `sliding_window` without `layer_types`) goes into the mask. Layers that
+    differ (`layer_types` mixing sliding_attention with full_attention: Gemma 2/3, GPT-OSS, Qwen2
+    with max_window_layers) would need a mask per layer, and other kinds of attention (chunked,
+    linear) one this mask does not describe: prefix sharing is then off, with the reason.
+    """
+    windows: dict[int | None, set[str]] = {}
+    for config in model_configs:
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        name = str(getattr(text, "model_type", "") or type(text).__name__)
+        window = getattr(text, "sliding_window", None)
+        kinds = set(getattr(text, "layer_types", None) or ())
+        if not kinds:
+            kinds = {"full_attention" if window is None else "sliding_attention"}
+        others = sorted(kinds - {"full_attention", "sliding_attention"})
+        if others:
+            return RowAttention(
+                unshared=f"{name} has {', '.join(others)} layers, which a 4D attention mask does not describe"
+            )
+        for kind in kinds:
+            binds = kind == "sliding_attention" and window is not None and window < longest
+            windows.setdefault(window if binds else None, set()).add(name)
+    if len(windows) <= 1:
+        return RowAttention(window=next(iter(windows), None))
+    described = [
+        "global attention" if window is None else f"a sliding window of {window} tokens"
+        for window in sorted(windows, key=lambda w: -1 if w is None else w)
+    ]
+    names = " and ".join(sorted(set().union(*windows.values())))
+    return RowAttention(
+        unshared=f"the layers of {names} attend through {' and '.join(described)}, and examples reach "
+        f"{longest} tokens: one 4D attention mask cannot serve every layer"
+    )
+
+
 def collate_packed(sequences: Sequence[TrainingSequence], indices: Sequence[int]) -> Batch:
     """The chosen sequences end to end in one (1, T) row, kept apart by position ids alone."""
     return collate_rows(sequences, [PackedRow(tuple(indices))], pad_token_id=0)  # one row: no padding
 
 
 def collate_rows(
-    sequences: Sequence[TrainingSequence], rows: Sequence[PackedRow], pad_token_id: int
+    sequences: Sequence[TrainingSequence],
+    rows: Sequence[PackedRow],
+    pad_token_id: int,
+    *,
+    window: int | None = None,
 ) -> Batch:
     """Rows in one (B, L) micro-batch, padded at their ends to the longest.
 
     Without a prefix in any row, sequences are kept apart by position ids that restart at 0
-    (attention_mask None: the padding-free path of transformers, flash varlen included). With
-    one, the batch carries the 4D boolean mask described in the module docstring; the padding
-    at a row's end is then a segment of its own that nothing real attends to.
+    (attention_mask None: the padding-free path of transformers, flash varlen included; the
+    model applies its own sliding window there). With one, the batch carries the 4D boolean
+    mask described in the module docstring, narrowed to the model's sliding `window`
+    (`row_attention`); the padding at a row's end is then a segment of its own that nothing
+    real attends to.
     """
     if not rows or any(not row.members for row in rows):
         raise TrainingError("a micro-batch needs at least one sequence in every row")
@@ -226,7 +294,13 @@ def collate_rows(
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         same = segment[:, :, None] == segment[:, None, :]
         to_prefix = (segment[:, None, :] == 0).expand(-1, width, -1)  # segment 0: a row's prefix
-        mask = (causal & (same | to_prefix))[:, None]
+        allowed = causal & (same | to_prefix)
+        if window is not None:
+            # Positions restart in every member, so a suffix token at position p and the prefix
+            # and suffix keys it sees lie as far apart as in the example alone.
+            position = torch.tensor(positions, dtype=torch.long)
+            allowed &= position[:, None, :] > position[:, :, None] - window
+        mask = allowed[:, None]
     return Batch(
         input_ids=torch.tensor(input_ids, dtype=torch.long),
         labels=label_tensor,

@@ -14,16 +14,19 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from sftline.contract.render import RenderedExample, apply_length_policy, check_masks, render_chat
+from sftline.contract.mask_check import check_masks
+from sftline.contract.render import RenderedExample, apply_length_policy, render_chat
 from sftline.data.example import Example
 from sftline.errors import TrainingError
 from sftline.train.packing import Batch, loss_sum, pack_bins
 from sftline.train.rows import (
     PackedRow,
+    RowAttention,
     collate_rows,
     membership,
     pack_rows,
     packing_layout,
+    row_attention,
     shared_prefix_groups,
 )
 
@@ -75,15 +78,17 @@ class ChatData:
     bins: list[list[int]]
     counts: dict[str, int]
     pad_token_id: int = 0
-    layout: dict[str, int] = field(default_factory=dict)
+    layout: dict[str, int | str] = field(default_factory=dict)
     """Rows, shared prefixes and the tokens they save (`packing_layout`)."""
+    window: int | None = None
+    """The models' sliding window, applied by the mask of shared-prefix rows (`row_attention`)."""
 
     def collate(self, members: Sequence[int]) -> Batch:
         """The micro-batch of these row indices (a `bins` entry)."""
         return self.collate_rows([self.rows[r] for r in members])
 
     def collate_rows(self, rows: Sequence[PackedRow]) -> Batch:
-        return collate_rows(self.sequences, rows, self.pad_token_id)
+        return collate_rows(self.sequences, rows, self.pad_token_id, window=self.window)
 
     def loss_sum(self, model: Any, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
         return loss_sum(model, _to(batch, device))
@@ -108,17 +113,21 @@ def prepare_chat(
     max_length: int,
     row_tokens: int = 1024,
     prefix_sharing: bool = True,
+    model_configs: Sequence[Any] = (),
 ) -> ChatData:
+    """`model_configs`: the transformers configs of the models that read the rows (the trained
+    model, a distillation teacher); their attention decides whether prefix sharing can stay on."""
     rendered = [render_chat(tokenizer, e, system_prompt=system_prompt) for e in examples]
     kept, counts = apply_length_policy(rendered, max_length, length_policy)  # type: ignore[arg-type]
     if not kept:
         raise TrainingError(f"no example fits max_length {max_length} (policy {length_policy})")
-    check_masks(tokenizer, kept)
+    check_masks(tokenizer, kept, examples)
     lengths = [len(s.input_ids) for s in kept]
     # Micro-batches hold at most batch_tokens tokens of examples (or one longer example), chosen
     # whatever the layout: prefix sharing changes how a micro-batch is computed, never what it holds.
     micro_batches = pack_bins(lengths, max(batch_tokens, max(lengths)))
-    groups = shared_prefix_groups(kept) if prefix_sharing else []
+    attention = row_attention(model_configs, max(lengths)) if prefix_sharing else RowAttention()
+    groups = shared_prefix_groups(kept) if prefix_sharing and not attention.unshared else []
     group_of = membership(groups, len(kept))
     rows: list[PackedRow] = []
     bins: list[list[int]] = []
@@ -127,7 +136,8 @@ def prepare_chat(
         bins.append(list(range(len(rows), len(rows) + len(laid_out))))
         rows += laid_out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return ChatData(kept, rows, bins, counts, int(pad or 0), packing_layout(rows, groups, lengths))
+    layout = packing_layout(rows, groups, lengths, unshared=attention.unshared)
+    return ChatData(kept, rows, bins, counts, int(pad or 0), layout, attention.window)
 
 
 @dataclass

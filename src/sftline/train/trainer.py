@@ -47,24 +47,26 @@ def prepare(
     *,
     system_prompt: str | None,
     max_length: int,
+    model_configs: Sequence[Any] = (),
 ) -> ChatData:
-    """Chat SFT data: rendered, masked, checked and packed."""
+    """Chat SFT data: rendered, masked, checked and packed (for the models of `model_configs`)."""
     return prepare_chat(
         tokenizer,
         examples,
-        batch_tokens=config.batch_tokens,
+        batch_tokens=config.batch_tokens or config.step_tokens,
         length_policy=config.length_policy,
         system_prompt=system_prompt,
         max_length=max_length,
         row_tokens=config.row_tokens,
         prefix_sharing=config.prefix_sharing,
+        model_configs=model_configs,
     )
 
 
 def micro_batch_plan(n_bins: int, config: TrainConfig, world_size: int = 1) -> list[int]:
     """Bin indices in training order: each epoch a seeded shuffle of all bins; an optimizer step
     takes grad_accum x world_size consecutive entries."""
-    per_step = config.grad_accum * world_size
+    per_step = (config.grad_accum or 1) * world_size
     if config.max_steps is not None:
         needed = config.max_steps * per_step
     else:
@@ -219,7 +221,7 @@ def train_loop(
     strategy = strategy_for(config.parallel, config.method, info)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    per_step = config.grad_accum * info.world_size
+    per_step = (config.grad_accum or 1) * info.world_size
     plan = micro_batch_plan(len(data.bins), config, info.world_size)
     total_steps = len(plan) // per_step
     # FSDP swaps the parameters for shards in place: the optimizer is built on what `wrap` leaves.
@@ -231,7 +233,7 @@ def train_loop(
         if latest is not None:
             state = LoopState(**load_checkpoint(latest, raw, optimizer, scheduler, info, strategy))
     largest = max(data.n_tokens(data.collate(b)) for b in data.bins[:256])
-    note = tokens_per_step_note(largest, config.grad_accum, info.world_size)
+    note = tokens_per_step_note(largest, config.grad_accum or 1, info.world_size)
     model.train()
 
     def checkpoint(folder: Path, keep: int) -> None:

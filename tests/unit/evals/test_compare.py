@@ -74,6 +74,23 @@ def test_a_small_noisy_difference_is_inconclusive() -> None:
     assert "straddles" in result["reasons"][0]
 
 
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_change_without_an_interval_is_inconclusive_however_small(missing: float | None) -> None:
+    # A point estimate alone decides nothing: a fall of 0.001 is not a fail, nor a rise a pass.
+    def judged(delta: float) -> dict:
+        diff = {"baseline": 0.9, "candidate": 0.9 + delta, "delta": delta, "low": missing, "high": missing}
+        comparison = {"overall": {"accuracy": {**diff, "p_value": None, "n": 3}}, "slices": {}}
+        metrics = {"overall": {"accuracy": {"value": 0.9 + delta}}, "slices": {}}
+        return verdict(comparison, metrics, ReleaseConfig())
+
+    fell, rose = judged(-0.001), judged(0.05)
+    assert fell["verdict"] == rose["verdict"] == "inconclusive"
+    assert fell["reasons"] == [
+        "accuracy on overall changed -0.0010 but has no bootstrap interval to judge it by; "
+        "more examples would decide"
+    ]
+
+
 def test_absolute_bounds_and_metrics_the_task_lacks() -> None:
     base = outputs([True] * 20)
     cand = outputs([True] * 19 + [False])

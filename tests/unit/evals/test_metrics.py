@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize_scalar
+from scipy.stats import scoreatpercentile
 
 from sftline.evals import metrics as m
 
@@ -113,11 +115,15 @@ def test_summarise_is_a_percentile_interval_over_defined_replicates() -> None:
     assert result == m.Estimate(0.5, pytest.approx(0.405), pytest.approx(0.595), 9)
 
 
-def test_estimate_interval_contains_the_point() -> None:
-    rate = m.mean_of([1, 0, 1, 1, 0, 1, 1, 0, 1, 1])
-    result = m.estimate(rate, m.bootstrap_weights(10, replicates=500))
-    assert result.value == pytest.approx(0.7) and result.n == 10
-    assert 0 <= result.low <= 0.7 <= result.high <= 1
+def test_estimate_is_the_point_and_the_percentiles_of_resampled_means() -> None:
+    values = [0.3, 1.9, 2.2, 0.7, 5.1, 3.3, 0.2, 4.4, 1.0, 2.8]  # sum 21.9
+    weights = m.bootstrap_weights(10, replicates=500)
+    result = m.estimate(m.mean_of(values), weights)
+    # The same resamples by hand: each row's draws as a list of examples, then plain means.
+    means = [float(np.mean(np.repeat(values, row.astype(int)))) for row in weights[1:]]
+    low, high = scoreatpercentile(means, [2.5, 97.5])
+    assert result == m.Estimate(pytest.approx(2.19), pytest.approx(low), pytest.approx(high), 10)
+    assert low < 2.19 < high
 
 
 def test_estimate_is_none_when_undefined() -> None:
@@ -183,9 +189,14 @@ def test_fit_temperature_recovers_the_scale() -> None:
     overconfident = 3 * calibrated
     fitted = m.fit_temperature(overconfident, targets)
     assert fitted == pytest.approx(3.0, rel=0.05)
-    best = nll(overconfident, targets, fitted)
-    assert best <= nll(overconfident, targets, 1.0)
-    assert best <= nll(overconfident, targets, fitted * 1.1)
+    # The minimum of the same likelihood found by scipy's bounded Brent search over T itself.
+    reference = minimize_scalar(
+        lambda t: nll(overconfident, targets, t),
+        bounds=(0.1, 10.0),
+        method="bounded",
+        options={"xatol": 1e-9},
+    )
+    assert fitted == pytest.approx(reference.x, rel=1e-5)
 
 
 def test_fit_temperature_without_examples_is_one() -> None:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
+import numpy as np
 import pytest
+from scipy.stats import scoreatpercentile
 
+from sftline.contract.render import render_prompt
 from sftline.contract.spec import Contract
+from sftline.data.example import Example, Provenance
+from sftline.evals.metrics import bootstrap_weights
 from sftline.evals.scoring import Output, confusion, outcomes, point_metrics, score
 
 LABELS = Contract(
@@ -73,6 +82,74 @@ def test_label_metrics() -> None:
     assert {name: result[name] for name in expected} == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("contract", [LABELS, Contract(abstention="oos")], ids=["labels", "text"])
+def test_case_and_surrounding_whitespace_count_alike_for_correctness_and_abstention(
+    contract: Contract,
+) -> None:
+    answers = [("oos", "OOS"), ("balance", " Balance\n"), ("card", "TRANSFER"), ("oos", "Oos card")]
+    outputs = [Output(example_id=str(i), target=t, output=a) for i, (t, a) in enumerate(answers)]
+    outcome = outcomes(outputs, contract)
+    assert outcome.columns["correct"].tolist() == [True, True, False, False]
+    assert outcome.columns["abstained"].tolist() == [True, False, False, False]
+    assert outcome.columns["should_abstain"].tolist() == [True, False, False, True]
+    result = point_metrics(outputs, contract)
+    assert result["accuracy"] == pytest.approx(2 / 4)
+    assert result["in_scope_accuracy"] == pytest.approx(1 / 2)  # balance right, card wrong
+    assert result["abstention_precision"] == 1.0 and result["abstention_recall"] == pytest.approx(1 / 2)
+    if contract.output.kind == "labels":
+        # Reported in the label's own spelling, so the label metrics agree with `correct`.
+        assert outcome.predictions == ["oos", "balance", "transfer", "oos card"]
+        assert result["label_compliance"] == pytest.approx(3 / 4)  # "oos card" is no label
+        # oos: TP=1 FN=1 -> 2/3; balance: 1; card: FN=1 -> 0; mean = 5/9
+        assert result["macro_f1"] == pytest.approx(5 / 9)
+
+
+PROVENANCE = Provenance(source="tools.jsonl", source_sha256="0" * 64, format="chat", line=1)
+CHAT_TEMPLATE_STUB = SimpleNamespace(
+    chat_template="stub", is_fast=True, apply_chat_template=lambda messages, **_: "prompt"
+)
+
+
+def call(name: str, arguments: str, call_id: str) -> dict[str, Any]:
+    """A tool call as import stores it: arguments as a JSON string."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_tool_calls_are_compared_by_name_and_parsed_arguments() -> None:
+    calls = [
+        call("get_weather", '{"city": "Paris", "unit": "c"}', "c1"),
+        call("get_time", '{"tz": "CET"}', "c2"),
+    ]
+    turns = [{"role": "user", "content": "Weather and time in Paris?"}]
+    example = Example(
+        "ex", PROVENANCE, messages=[*turns, {"role": "assistant", "content": None, "tool_calls": calls}]
+    )
+    _, target = render_prompt(CHAT_TEMPLATE_STUB, example)  # what evaluation stores as the target
+    weather = '{"name": "get_weather", "arguments": {"unit": "c", "city": "Paris"}}'
+    time = '{"name": "get_time", "arguments": {"tz": "CET"}}'
+    answers = {
+        # Hermes/Qwen: one <tool_call> block per call
+        f"<tool_call>\n{weather}\n</tool_call>\n<tool_call>\n{time}\n</tool_call>": True,
+        # OpenAI shape, arguments as a JSON string, other ids and order: parallel calls have none
+        json.dumps(
+            [call("get_time", '{"tz":"CET"}', "x"), call("get_weather", '{"unit":"c","city":"Paris"}', "y")]
+        ): True,
+        # Llama 3: `parameters`
+        '[{"name": "get_time", "parameters": {"tz": "CET"}}, '
+        '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "c"}}]': True,
+        weather: False,  # one call missing
+        f"{weather} {time} {time}": False,  # one call twice
+        f"{weather} {time.replace('CET', 'UTC')}": False,  # an argument differs
+        f"{weather} {time.replace('get_time', 'get_clock')}": False,  # a name differs
+        "It is sunny in Paris and 3 pm.": False,
+    }
+    outputs = [Output(example_id=str(i), target=target, output=a) for i, a in enumerate(answers)]
+    assert outcomes(outputs, Contract()).columns["correct"].tolist() == list(answers.values())
+    # The turn's calls one after another (`Example.target`) is the same target.
+    again = [Output(example_id=str(i), target=example.target, output=a) for i, a in enumerate(answers)]
+    assert outcomes(again, Contract()).columns["correct"].tolist() == list(answers.values())
+
+
 def test_refusal_uses_the_contracts_phrases_or_the_default_list() -> None:
     answers = ["That is NOT my department.", "I'm sorry, but no.", "Sure: 42"]
     outputs = [Output(example_id=str(i), target="42", output=a) for i, a in enumerate(answers)]
@@ -118,10 +195,55 @@ def test_score_by_slice() -> None:
     assert set(only_domain["slices"]) == {"domain=banking", "domain=travel"}
 
 
-def test_score_gives_intervals_and_reliability() -> None:
-    result = score(label_outputs(), LABELS, replicates=200)
-    for name, estimate in result["overall"].items():
-        assert estimate["low"] <= estimate["value"] <= estimate["high"], name
+def mean_over(values: Sequence[float], drawn: list[int], where: Sequence[bool] | None = None) -> float:
+    chosen = [values[i] for i in drawn if where is None or where[i]]
+    return sum(chosen) / len(chosen) if chosen else math.nan
+
+
+def macro_f1_over(targets: list[str], predictions: list[str], drawn: list[int]) -> float:
+    """F1 = 2 TP / (2 TP + FP + FN) per label drawn as a target, averaged."""
+    pairs = [(targets[i], predictions[i]) for i in drawn]
+    f1 = []
+    for label in sorted({t for t, _ in pairs}):
+        tp = sum(t == p == label for t, p in pairs)
+        fp = sum(p == label != t for t, p in pairs)
+        fn = sum(t == label != p for t, p in pairs)
+        f1.append(2 * tp / (2 * tp + fp + fn))
+    return sum(f1) / len(f1)
+
+
+def test_score_intervals_are_percentiles_over_resampled_examples() -> None:
+    """Each metric recomputed by hand on every resample (the examples each weight row draws), and
+    the 2.5th and 97.5th percentiles of the defined ones taken with scipy."""
+    result = score(label_outputs(), LABELS, replicates=200, seed=5)
+    resamples = [
+        np.repeat(np.arange(7), row.astype(int)).tolist()
+        for row in bootstrap_weights(7, replicates=200, seed=5)
+    ]
+    correct = [True, False, True, True, False, False, False]
+    should_abstain = [False, False, False, True, True, False, False]
+    abstained = [False, False, False, True, False, False, True]
+    targets = [row[0] for row in ROWS]
+    predictions = ["balance", "transfer", "transfer", "oos", "balance", "dunno", "oos"]
+    by_hand: dict[str, Callable[[list[int]], float]] = {
+        "accuracy": lambda drawn: mean_over(correct, drawn),
+        "in_scope_accuracy": lambda drawn: mean_over(correct, drawn, [not s for s in should_abstain]),
+        "abstention_recall": lambda drawn: mean_over(abstained, drawn, should_abstain),
+        "macro_f1": lambda drawn: macro_f1_over(targets, predictions, drawn),
+        "output_tokens": lambda drawn: mean_over([row[4] for row in ROWS], drawn),
+    }
+    for name, metric in by_hand.items():
+        point, *replicates = [metric(drawn) for drawn in resamples]  # the first row draws each once
+        defined = [v for v in replicates if not math.isnan(v)]
+        low, high = scoreatpercentile(defined, [2.5, 97.5])
+        expected = {
+            "value": pytest.approx(point),
+            "low": pytest.approx(low),
+            "high": pytest.approx(high),
+            "n": 7,
+        }
+        assert result["overall"][name] == expected, name
+        assert low < high, name  # the resamples differ, so the check means something
     assert len(result["reliability"]) == 15
     assert result["reliability"][9]["count"] == 4 and result["reliability"][13]["count"] == 3
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sftline.contract.mask_check import check_masks
 from sftline.contract.render import (
     IGNORE_INDEX,
     PROMPT_STYLE,
@@ -15,7 +16,6 @@ from sftline.contract.render import (
     TurnSpan,
     apply_length_policy,
     as_messages,
-    check_masks,
     format_masks,
     render_chat,
     stop_token_ids,
@@ -99,7 +99,8 @@ def minilm(minilm_plain: Any) -> Any:
 
 
 def test_two_turn_trains_exactly_the_reply_and_im_end(smollm2: Any) -> None:
-    rendered = render_chat(smollm2, chat(user("Capital of France?"), assistant("Paris.")))
+    example = chat(user("Capital of France?"), assistant("Paris."))
+    rendered = render_chat(smollm2, example)
 
     assert rendered.text.endswith(
         "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\nParis.<|im_end|>\n"
@@ -109,7 +110,7 @@ def test_two_turn_trains_exactly_the_reply_and_im_end(smollm2: Any) -> None:
     assert rendered.labels[-1] == IGNORE_INDEX  # the "\n" after <|im_end|> is the template's, not trained
     assert rendered.input_ids[-2] == smollm2.convert_tokens_to_ids("<|im_end|>") == rendered.labels[-2]
     assert rendered.n_trained == 3
-    check_masks(smollm2, [rendered])
+    check_masks(smollm2, [rendered], [example])
 
 
 def test_system_prompt_is_prepended_unless_the_example_has_one(smollm2: Any) -> None:
@@ -173,7 +174,7 @@ def test_other_template_tool_call_trained_and_tool_result_not(minilm: Any) -> No
         == '< call get _ weather { " city " : " oslo " } > [SEP] it is cold. [SEP]'
     )
     assert trained_in(rendered, "tool") == trained_in(rendered, "user") == 0
-    check_masks(minilm, [rendered])
+    check_masks(minilm, [rendered], [example])
 
 
 def test_template_that_drops_tool_calls_is_refused(smollm2: Any) -> None:
@@ -209,49 +210,13 @@ def test_stop_token_ids_merge_tokenizer_and_generation_config(smollm2: Any, mini
         stop_token_ids(minilm_plain)
 
 
-def test_check_masks_rejects_empty_mask(smollm2: Any) -> None:
-    example = chat(user("Hi"), assistant("Hello.", weight=0), example_id="all-weight-zero")
-    rendered = render_chat(smollm2, example)
-    assert rendered.n_trained == 0
-    with pytest.raises(TrainingError, match="all-weight-zero: no token is trained"):
-        check_masks(smollm2, [rendered])
-
-
-def test_check_masks_rejects_hand_built_bad_masks(smollm2: Any) -> None:
-    good = render_chat(smollm2, chat(user("Hi"), assistant("Hello.")))
-    im_end = smollm2.convert_tokens_to_ids("<|im_end|>")
-    no_stop = RenderedExample(
-        example_id="no-stop",
-        input_ids=good.input_ids,
-        labels=[
-            IGNORE_INDEX if token == im_end else label
-            for token, label in zip(good.input_ids, good.labels, strict=True)
-        ],
-        text=good.text,
-    )
-    with pytest.raises(
-        TrainingError, match=r"no-stop: no trained span ends with a stop token \(<\|im_end\|>\)"
-    ):
-        check_masks(smollm2, [good, no_stop])
-
-    user_turn = next(turn for turn in good.turns if turn.role == "user")
-    leaky_labels = list(good.labels)
-    leaky_labels[user_turn.start + 1] = good.input_ids[user_turn.start + 1]
-    leaky = RenderedExample("leaky", good.input_ids, leaky_labels, good.text, good.turns)
-    with pytest.raises(TrainingError, match="leaky: 1 token\\(s\\) of a user turn are trained"):
-        check_masks(smollm2, [leaky])
-
-    first = RenderedExample("first", good.input_ids, [good.input_ids[0], *good.labels[1:]], good.text)
-    with pytest.raises(TrainingError, match="first: the first token is trained"):
-        check_masks(smollm2, [first])
-
-    check_masks(smollm2, [good, no_stop], sample=1)  # only the first `sample` examples are checked
-
-
 def test_apply_length_policy_counts(smollm2: Any) -> None:
-    short = render_chat(smollm2, chat(user("Hi"), assistant("Hello."), example_id="short"))
-    long_prompt = render_chat(smollm2, chat(user("word " * 60), assistant("Ok."), example_id="long-prompt"))
-    long_reply = render_chat(smollm2, chat(user("Hi"), assistant("word " * 60), example_id="long-reply"))
+    examples = [
+        chat(user("Hi"), assistant("Hello."), example_id="short"),
+        chat(user("word " * 60), assistant("Ok."), example_id="long-prompt"),
+        chat(user("Hi"), assistant("word " * 60), example_id="long-reply"),
+    ]
+    short, long_prompt, long_reply = (render_chat(smollm2, example) for example in examples)
     max_length = len(short.input_ids) + 2
     assert len(long_prompt.input_ids) > max_length and long_reply.n_trained > max_length
 
@@ -267,7 +232,7 @@ def test_apply_length_policy_counts(smollm2: Any) -> None:
     assert cut.n_truncated == len(long_prompt.input_ids) - max_length
     assert trained_text(smollm2, cut) == "Ok.<|im_end|>"
     assert cut.turns[-1] == TurnSpan("assistant", long_prompt.turns[-1].start - cut.n_truncated, max_length)
-    check_masks(smollm2, kept)
+    check_masks(smollm2, kept, examples)
 
 
 def test_format_masks_styles_trained_spans(smollm2: Any) -> None:
