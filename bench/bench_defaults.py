@@ -8,8 +8,13 @@ packing, max_length 1024), float32 on CPU. Tokens are the examples' non-padding 
 sides; the rate is over the training loop (data preparation excluded on both). The order of the
 sides alternates between repeats.
 
+`--shape long` uses multi-turn conversations with no system message instead (3-8 exchanges,
+answers of varied length; TRL gets them as `messages`): no shared prefix for sftline to exploit,
+the ratio a user with such data would see.
+
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/bench_defaults.py --examples 1000 --repeats 2
+    .venv/bin/python bench/bench_defaults.py --shape long --examples 300 --repeats 2
 """
 
 from __future__ import annotations
@@ -41,6 +46,27 @@ def write_chats(path: Path, n: int) -> None:
                 {"role": "user", "content": text},
                 {"role": "assistant", "content": label},
             ]
+            handle.write(json.dumps({"messages": chat}) + "\n")
+
+
+def write_long_chats(path: Path, n: int, seed: int = 0) -> None:
+    """Multi-turn conversations of 3-8 exchanges with no system message and answers of varied
+    length, built from CLINC150 queries: no shared prefix for sftline to exploit, long rows, many
+    trained tokens (synthetic: the shape of users' chat data, not its language)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = json.loads(CLINC.read_text())["train"]
+    with path.open("w") as handle:
+        for _ in range(n):
+            chat = []
+            for _turn in range(rng.randint(3, 8)):
+                text, label = rows[rng.randrange(len(rows))]
+                others = [rows[rng.randrange(len(rows))][0] for _ in range(rng.randint(0, 4))]
+                answer = f"That is a {label.replace('_', ' ')} request. " + " ".join(
+                    f"A similar one would be: {other}." for other in others
+                )
+                chat += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
             handle.write(json.dumps({"messages": chat}) + "\n")
 
 
@@ -93,7 +119,11 @@ def run_trl(model: Path, data: Path, steps: int) -> dict[str, Any]:
             return super().training_step(model, inputs, *args, **kwargs)
 
     chats = [json.loads(line)["messages"] for line in data.read_text().splitlines()]
-    dataset = Dataset.from_list([{"prompt": c[:2], "completion": c[2:]} for c in chats])
+    # A system + query + answer chat as prompt and completion (TRL then trains the answer alone,
+    # as sftline does); a multi-turn conversation as `messages`, TRL's format for it.
+    single = all(len(c) == 3 for c in chats)
+    rows = [{"prompt": c[:2], "completion": c[2:]} if single else {"messages": c} for c in chats]
+    dataset = Dataset.from_list(rows)
     tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=True)
     with tempfile.TemporaryDirectory() as output_dir:
         config = SFTConfig(
@@ -137,6 +167,7 @@ def main() -> int:
     parser.add_argument("--sftline-steps", type=int, default=3, help="~8.6k tokens each")
     parser.add_argument("--trl-steps", type=int, default=20, help="8 sequences each")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--shape", choices=["clinc", "long"], default="clinc", help="the chats' shape")
     parser.add_argument("--side", choices=["sftline", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -150,7 +181,7 @@ def main() -> int:
         args.model = materialise_embedded("smollm2-135m-instruct", cache).path
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "chats.jsonl"
-        write_chats(data, args.examples)
+        (write_long_chats if args.shape == "long" else write_chats)(data, args.examples)
         results: dict[str, list[dict[str, Any]]] = {"sftline": [], "trl": []}
         for repeat in range(args.repeats):
             order = ["sftline", "trl"] if repeat % 2 == 0 else ["trl", "sftline"]
