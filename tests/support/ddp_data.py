@@ -12,11 +12,15 @@ GRAD_ACCUM_PER_RANK = 1
 WORLD_SIZE = 2
 MAX_STEPS = 5
 INTERRUPTED_AT = 3
-"""The FSDP worker stops here (a checkpoint step) and resumes in a fresh model."""
+"""The killed runs' last checkpoint (save_every): they are killed after step INTERRUPTED_AT + 1,
+whose work is lost, and resume here."""
+SETUPS = ("ddp", "fsdp", "fsdp-lora-dropout")
 
 
-def config_for(grad_accum: int, parallel: str = "ddp") -> TrainConfig:
-    """ddp: LoRA, as most runs are; fsdp: full fine-tuning, what FSDP is for."""
+def config_for(grad_accum: int, setup: str = "ddp") -> TrainConfig:
+    """ddp: LoRA without dropout, as most runs are but comparable with 1 process; fsdp: full
+    fine-tuning, what FSDP is for; fsdp-lora-dropout: LoRA with dropout 0.05, whose masks come
+    from each rank's RNG, so a resumed run matches only with every rank's RNG state restored."""
     shared: dict[str, Any] = {
         "base": "tiny",
         "data": "d",
@@ -25,9 +29,12 @@ def config_for(grad_accum: int, parallel: str = "ddp") -> TrainConfig:
         "grad_accum": grad_accum,
         "seed": 5,
     }
-    if parallel == "fsdp":
+    if setup == "fsdp":
         return TrainConfig(**shared, method="full", parallel="fsdp", lr=1e-4, save_every=INTERRUPTED_AT)
-    return TrainConfig(**shared, lr=1e-3, save_every=1000, lora={"dropout": 0.0})
+    if setup == "fsdp-lora-dropout":
+        lora = {"dropout": 0.05}
+        return TrainConfig(**shared, parallel="fsdp", lr=1e-3, save_every=INTERRUPTED_AT, lora=lora)
+    return TrainConfig(**shared, parallel="ddp", lr=1e-3, save_every=1000, lora={"dropout": 0.0})
 
 
 def examples() -> list[Example]:
