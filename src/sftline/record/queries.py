@@ -330,10 +330,15 @@ def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifac
 def record_lineage(session: Session, run_id: int, edges: Iterable[tuple[Any, Any]]) -> None:
     """The edges (input, output) through station run `run_id`; each side has `kind`, `name` and
     `hash`. An edge given twice (one holdout evaluated on and calibrated on) is recorded once."""
-    pairs = dict.fromkeys(
-        (artifact_row(session, a.kind, a.name, a.hash).id, artifact_row(session, b.kind, b.name, b.hash).id)
-        for a, b in edges
-    )
+    ids: dict[tuple[str, str, str], int] = {}  # each artifact looked up once, not once per edge
+
+    def row_id(a: Any) -> int:
+        key = (a.kind, a.name, a.hash)
+        if key not in ids:
+            ids[key] = artifact_row(session, *key).id
+        return ids[key]
+
+    pairs = dict.fromkeys((row_id(a), row_id(b)) for a, b in edges)
     for source, target in pairs:
         if source != target:
             session.add(LineageEdge(source_id=source, target_id=target, station_run_id=run_id))

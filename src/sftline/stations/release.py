@@ -49,24 +49,20 @@ def _summary(result: EvalResult) -> dict[str, Any]:
 
 def run_suite(
     workspace: Workspace,
-    model_ref: str,
+    model: EvalModel,
     settings: EvalSettings,
     *,
-    baseline_ref: str | None = None,
-    with_base: bool = True,
+    baseline: EvalModel | None = None,
+    base: EvalModel | None = None,
     announce: Announce | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate `model_ref` on every dataset of `settings.on`; see the module docstring."""
+    """Evaluate `model` on every dataset of `settings.on` (beside `baseline` for the verdict, or
+    its `base` to show what SFT changed); see the module docstring."""
     if not settings.on:
         raise ConfigError("nothing to evaluate on: give --on DATASET (or `on:` in the suite)")
     contract = workspace.project.config.contract
     release = workspace.project.config.release
-    model = resolve_model(workspace, model_ref)
-    baseline = resolve_model(workspace, baseline_ref) if baseline_ref else None
-    base = None
-    if with_base and model.base and (baseline is None or baseline.name != model.base):
-        base = resolve_model(workspace, model.base)
     sections = []
     for dataset in settings.on:
         result = _run(workspace, model, dataset, settings, announce, force)
@@ -217,13 +213,7 @@ def eval_station(
 
     def execute() -> Produced:
         report = run_suite(
-            workspace,
-            model_ref,
-            settings,
-            baseline_ref=baseline_ref,
-            with_base=with_base,
-            announce=announce,
-            force=force,
+            workspace, model, settings, baseline=baseline, base=base, announce=announce, force=force
         )
         report_object = workspace.objects.put_bytes(canonical_json(report).encode())
         produced = _evaluations(workspace, report)

@@ -73,6 +73,11 @@ class RunSetup:
     task: str
     base: BaseModelRef
     teacher: BaseModelRef | None
+    tokenizer: Any
+    """The base model's tokenizer, loaded once (the fingerprint reads its chat template)."""
+    model_configs: list[Any]
+    """The base model's config, then the teacher's: their shapes size the micro-batches and their
+    attention decides whether a shared prefix's mask fits."""
     examples: list[Example]
     eval_examples: list[Example]
     data_ref: str
@@ -113,7 +118,7 @@ def start_run(
     run = setup_run(workspace, config, resume, station_key)
     with recording(workspace, run):
         # The micro-batch and accumulation follow from the model's shape and the config alone.
-        batching = resolve_batching(config, _model_config(run.base.path))
+        batching = resolve_batching(config, run.model_configs[0])
         config = resolved(config, batching)
         if announce is not None and run.info.is_main:
             announce(startup_line(batching, run.info.world_size))
@@ -159,6 +164,7 @@ def setup_run(
         teacher = find_base_model(workspace, config.teacher)
     strategy = strategy_for(config.parallel, config.method, info)
     max_length = config.max_length or contract.limits.max_length
+    tokenizer, model_configs = _load_readers(base, teacher)
     with workspace.record.session() as session:
         resumed = queries.get_run(session, resume) if resume else None
         if resumed is not None:
@@ -169,7 +175,7 @@ def setup_run(
             data_version = resolve(session, config.data)
             eval_version = resolve(session, config.eval_on) if config.eval_on else None
         fingerprint = run_fingerprint(
-            base, teacher, data_version, eval_version, contract.system_prompt, max_length, info
+            base, teacher, tokenizer, data_version, eval_version, contract.system_prompt, max_length, info
         )
         examples = load_examples(workspace, data_version)
         eval_examples = load_examples(workspace, eval_version) if eval_version else []
@@ -206,6 +212,8 @@ def setup_run(
         task=task,
         base=base,
         teacher=teacher,
+        tokenizer=tokenizer,
+        model_configs=model_configs,
         examples=examples,
         eval_examples=eval_examples,
         data_ref=data_ref,
@@ -234,6 +242,7 @@ FINGERPRINT_FIELDS = {
 def run_fingerprint(
     base: BaseModelRef,
     teacher: BaseModelRef | None,
+    tokenizer: Any,
     data: DatasetVersion,
     holdout: DatasetVersion | None,
     system_prompt: str | None,
@@ -245,9 +254,7 @@ def run_fingerprint(
     in place keeps the hash it was registered with), max_length as resolved, and the number of
     processes (one RNG stream each). Recorded on the row when the run starts; a resume refuses
     any difference."""
-    from transformers import AutoTokenizer
-
-    template = AutoTokenizer.from_pretrained(base.path, local_files_only=True).chat_template
+    template = tokenizer.chat_template
     return {
         "data": data.content_hash,
         "holdout": holdout.content_hash if holdout else None,
@@ -333,21 +340,22 @@ def _mark_ended(workspace: Workspace, run_id: int, status: str, error: str | Non
             row.status, row.error = status, error
 
 
-def _model_config(path: Path) -> Any:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(path, local_files_only=True)
-
-
-def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -> RunData:
-    """The training (and holdout) examples tokenised for the task; with a teacher, loaded beside."""
+def _load_readers(base: BaseModelRef, teacher: BaseModelRef | None) -> tuple[Any, list[Any]]:
+    """The base tokenizer and the configs of the models that read the rows (base, then teacher)."""
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # sftline draws its own progress
     hf_logging.set_verbosity_error()  # a new classifier head is expected, not news
+    tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
+    readers = [base] + ([teacher] if teacher is not None else [])
+    return tokenizer, [AutoConfig.from_pretrained(m.path, local_files_only=True) for m in readers]
+
+
+def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -> RunData:
+    """The training (and holdout) examples tokenised for the task; with a teacher, loaded beside."""
     contract = workspace.project.config.contract
-    tokenizer = AutoTokenizer.from_pretrained(run.base.path, local_files_only=True)
+    tokenizer = run.tokenizer
     labels: list[str] | None = None
     data: TaskData
     eval_data: TaskData | None = None
@@ -358,7 +366,7 @@ def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -
             tokenizer,
             run.examples,
             labels,
-            batch_tokens=config.batch_tokens or config.step_tokens,
+            batch_tokens=config.micro_tokens,
             max_length=max_length,
         )
         if run.eval_examples:
@@ -366,14 +374,13 @@ def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -
                 tokenizer,
                 run.eval_examples,
                 labels,
-                batch_tokens=config.batch_tokens or config.step_tokens,
+                batch_tokens=config.micro_tokens,
                 max_length=max_length,
             )
     else:
         system_prompt, max_length = contract.system_prompt, run.max_length
         # Whether a shared prefix's 4D mask fits the attention of every model reading the rows.
-        readers = [run.base.path] + ([run.teacher.path] if run.teacher is not None else [])
-        models = [AutoConfig.from_pretrained(path, local_files_only=True) for path in readers]
+        models = run.model_configs
         data = prepare(
             tokenizer,
             run.examples,

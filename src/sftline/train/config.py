@@ -110,6 +110,17 @@ class TrainConfig(BaseModel):
     def _known_metric(cls, name: str) -> str:
         return checked_name(name)
 
+    @property
+    def micro_tokens(self) -> int:
+        """Tokens per micro-batch: batch_tokens, or before sftline.train.memory resolves it (no
+        model shape to estimate from), a whole step."""
+        return self.batch_tokens or self.step_tokens
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer step: grad_accum, or one."""
+        return self.grad_accum or 1
+
     @model_validator(mode="after")
     def _lr_default(self) -> TrainConfig:
         if self.lr is None:

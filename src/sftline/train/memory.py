@@ -75,14 +75,10 @@ def resolve_batching(config: TrainConfig, model_config: Any | None) -> Batching:
     """Tokens per micro-batch and accumulation for `config`: as set, else the largest micro-batch
     whose estimated activations fit `activation_memory_mb`, with accumulation filling
     `step_tokens` per optimizer step."""
-    if config.batch_tokens is not None:
-        micro, accum = config.batch_tokens, config.grad_accum or 1
-        return Batching(
-            micro, accum, min(config.row_tokens, micro), micro * accum, None, "batch_tokens as set"
-        )
-    if model_config is None:  # nothing to estimate from: a whole step in one micro-batch
-        micro, accum = config.step_tokens, config.grad_accum or 1
-        reason = "no model shape to estimate from"
+    if config.batch_tokens is not None or model_config is None:
+        # As set; or with no model shape to estimate from, a whole step in one micro-batch.
+        micro, accum = config.micro_tokens, config.accumulation
+        reason = "batch_tokens as set" if config.batch_tokens else "no model shape to estimate from"
         return Batching(micro, accum, min(config.row_tokens, micro), micro * accum, None, reason)
     per_token = activation_bytes_per_token(model_config, config)
     fits = config.activation_memory_mb * MIB // per_token

@@ -53,7 +53,7 @@ def prepare(
     return prepare_chat(
         tokenizer,
         examples,
-        batch_tokens=config.batch_tokens or config.step_tokens,
+        batch_tokens=config.micro_tokens,
         length_policy=config.length_policy,
         system_prompt=system_prompt,
         max_length=max_length,
@@ -66,7 +66,7 @@ def prepare(
 def micro_batch_plan(n_bins: int, config: TrainConfig, world_size: int = 1) -> list[int]:
     """Bin indices in training order: each epoch a seeded shuffle of all bins; an optimizer step
     takes grad_accum x world_size consecutive entries."""
-    per_step = (config.grad_accum or 1) * world_size
+    per_step = config.accumulation * world_size
     if config.max_steps is not None:
         needed = config.max_steps * per_step
     else:
@@ -221,7 +221,7 @@ def train_loop(
     strategy = strategy_for(config.parallel, config.method, info)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    per_step = (config.grad_accum or 1) * info.world_size
+    per_step = config.accumulation * info.world_size
     plan = micro_batch_plan(len(data.bins), config, info.world_size)
     total_steps = len(plan) // per_step
     # FSDP swaps the parameters for shards in place: the optimizer is built on what `wrap` leaves.
@@ -233,7 +233,7 @@ def train_loop(
         if latest is not None:
             state = LoopState(**load_checkpoint(latest, raw, optimizer, scheduler, info, strategy))
     largest = max(data.n_tokens(data.collate(b)) for b in data.bins[:256])
-    note = tokens_per_step_note(largest, config.grad_accum or 1, info.world_size)
+    note = tokens_per_step_note(largest, config.accumulation, info.world_size)
     model.train()
 
     def checkpoint(folder: Path, keep: int) -> None:
