@@ -250,3 +250,44 @@ def test_generation_settings_do_not_rerun_a_classifier(
     assert again["reused"] and again["evaluation"] == first["evaluation"]
     other = run_json(capsys, "eval", "minilm-l6", "--on", "intents", "--sample", "20")["sections"][0]
     assert not other["reused"] and other["n"] == 20
+
+
+def test_a_classifier_abstains_by_the_rule_its_run_chose_on_its_holdout(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from sftline.evals.abstention import score
+    from sftline.evals.predict import ClassifierPredictor
+
+    train = ["train", "--base", "minilm-l6", "--data", "intents", "--max-steps", "12", "--lr", "1e-3"]
+    summary = run_json(capsys, *train, "--false-abstention", "0.2", "--abstention-score", "energy")
+    folder = Path(summary["output"])
+    rule = json.loads((folder / "classifier.json").read_text())["abstention"]["rule"]
+    assert (rule["score"], rule["false_abstention"], rule["label"]) == ("energy", 0.2, "oos")
+
+    stored = run_json(capsys, "eval", summary["run"], "--on", "intents", "--no-base")["sections"][0]
+    plain = run_json(
+        capsys, "eval", summary["run"], "--on", "intents", "--no-base", "--no-stored-abstention"
+    )["sections"][0]
+    assert stored["settings"]["abstention_rule"] == rule and plain["settings"]["abstention_rule"] is None
+    # The same decisions by hand: the top label, replaced by oos where the energy is above the
+    # stored threshold (with the stored temperature).
+    predictor = ClassifierPredictor.load(folder, stored_abstention=False)
+    outputs = stored_outputs(classify_project, stored["evaluation"])
+    logits, features, _, _ = predictor.outputs([o.prompt for o in outputs])
+    oos = predictor.labels.index("oos")
+    energy = score(
+        "energy",
+        logits,
+        features,
+        temperature=predictor.temperature,
+        in_scope=[i for i in range(len(predictor.labels)) if i != oos],
+        stats=None,
+    )
+    expected = (logits.argmax(axis=1) == oos) | (energy > rule["threshold"])
+    assert [o.output == "oos" for o in outputs] == expected.tolist()
+    unruled = {o.example_id: o.output for o in stored_outputs(classify_project, plain["evaluation"])}
+    assert [unruled[o.example_id] == "oos" for o in outputs] == (logits.argmax(axis=1) == oos).tolist()
+    # A rule that turns a fifth of in-scope inputs away abstains more than the top label alone.
+    assert sum(expected) > sum(logits.argmax(axis=1) == oos)

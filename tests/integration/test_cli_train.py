@@ -252,12 +252,28 @@ def test_minilm_classifier_trains_with_the_abstention_label(
     )
     assert summary["status"] == "completed" and summary["steps"] == 4
     model_dir = Path(summary["output"])
-    saved = json.loads((model_dir / "config.json").read_text())
-    assert saved["architectures"] == ["BertForSequenceClassification"]
-    labels = set(saved["id2label"].values())
+    saved = json.loads((model_dir / "classifier.json").read_text())
+    assert saved["pooling"] == "mean"
+    labels = set(saved["labels"])
     assert "oos" in labels and len(labels) == len({label for _, label in classify_rows()})
+    # The encoder is saved whole (LoRA merged) and without the pooler the head does not read.
+    weights = load_file(str(model_dir / "model.safetensors"))
+    assert not any("pooler" in name or "lora" in name for name in weights)
+    # Calibrated on the carved holdout (10% of 160 rows, stratified): a temperature and a rule.
+    assert saved["calibrated_on"] == "intents@v1 (carved 10%)" and saved["temperature"] > 0
+    assert saved["abstention"]["rule"]["label"] == "oos"
+    assert saved["abstention"]["holdout"]["in_scope"] + saved["abstention"]["holdout"]["out_of_scope"] == 16
     manifest = json.loads((model_dir.parent / "manifest.json").read_text())
     assert manifest["task"] == "classify" and "oos" in manifest["labels"]
+    assert manifest["config"]["method"] == method and manifest["config"]["batch_size"] == 32
+    # Settings not given take the classifier recipe's values (the lr was given).
+    assert manifest["recipe"] == {
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.1,
+        "schedule": "linear",
+        "eval_every": 5,  # once an epoch: 144 examples / 32
+        "save_every": 5,
+    }
 
 
 def test_torchrun_two_processes_fsdp_full_fine_tuning_exports_one_model(chat_project: Path) -> None:
@@ -387,3 +403,37 @@ def test_resume_is_refused_with_another_number_of_processes(
     assert refused["out"]["error"] == (
         f"checkpoint {checkpoint}: world size was 2, now 1; resume it with 2 process(es)"
     )
+
+
+def test_a_classifier_that_learned_nothing_says_so(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LoRA at lr 1e-7 for 4 steps: the loss stays at the label prior's (ln 151 = 5.02).
+    args = ["train", "--base", "minilm-l6", "--data", "intents", "--method", "lora", "--max-steps", "4"]
+    summary = run_json(capsys, *args, "--lr", "1e-7")
+    assert summary["status"] == "completed"
+    assert any("learned little" in w and "label prior" in w for w in summary["warnings"])
+    assert any("not above chance" in w for w in summary["warnings"])
+
+
+def test_a_learning_rate_sweep_trains_one_run_per_value_and_ranks_them_on_the_holdout(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--base", "minilm-l6", "--data", "intents", "--max-steps", "10"]
+    outcome = run_json(capsys, *args, "--sweep", "lr=1e-7,1e-3")
+    assert outcome["metric"] == "loss" and outcome["higher_is_better"] is False
+    trials = {t["settings"]["lr"]: t for t in outcome["trials"]}
+    assert set(trials) == {"1e-7", "1e-3"} and trials["1e-7"]["run"] != trials["1e-3"]["run"]
+    # The holdout loss at each run's best checkpoint ranks them: lr 1e-7 barely moves.
+    assert trials["1e-3"]["best_eval"] < trials["1e-7"]["best_eval"]
+    assert (trials["1e-3"]["rank"], trials["1e-7"]["rank"]) == (1, 2)
+    assert outcome["best"]["run"] == trials["1e-3"]["run"]
+    runs = {r["name"]: r for r in run_json(capsys, "runs", "list")}
+    assert runs[trials["1e-7"]["run"]]["config"]["lr"] == 1e-7
+    # Each trial is an ordinary run of the train station: asked again, both are reused.
+    again = run_json(capsys, *args, "--sweep", "lr=1e-7,1e-3")
+    assert [t["station"] for t in again["trials"]] == ["cached", "cached"]
+    bad = run_json(capsys, *args, "--sweep", "data=a,b", code=1)
+    assert "not a training setting a sweep can vary" in bad["err"]
+    bad = run_json(capsys, *args, "--sweep", "lr=fast", code=1)
+    assert "lr" in bad["err"]

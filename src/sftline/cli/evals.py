@@ -104,12 +104,28 @@ def eval_command(
         int | None, typer.Option(help="Generation limit (default: contract limits.max_target_tokens).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Prompts generated together (32).")] = None,
+    constrain: Annotated[
+        bool | None,
+        typer.Option(
+            "--constrain/--no-constrain",
+            help="Constrain generated answers to the contract's labels or JSON schema (default: on).",
+            show_default=False,
+        ),
+    ] = None,
     abstain_below: Annotated[
         float | None, typer.Option(help="Classifiers: abstain when the top probability is below this.")
     ] = None,
     calibrate_on: Annotated[
         str | None, typer.Option(help="Classifiers: fit a temperature on this holdout first.")
     ] = None,
+    no_stored_abstention: Annotated[
+        bool,
+        typer.Option(
+            "--no-stored-abstention",
+            help="Classifiers: ignore the abstention rule the run chose on its holdout; abstain only "
+            "when the top label is the abstention label.",
+        ),
+    ] = False,
     slices: Annotated[
         str | None, typer.Option(help="Comma-separated tag keys to slice by (default all).")
     ] = None,
@@ -131,8 +147,10 @@ def eval_command(
         "sample": sample,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
+        "constrain": constrain,
         "abstain_below": abstain_below,
         "calibrate_on": calibrate_on,
+        "stored_abstention": False if no_stored_abstention else None,
         "slices": [s.strip() for s in slices.split(",") if s.strip()] if slices else None,
     }
     settings = _settings(suite, overrides)

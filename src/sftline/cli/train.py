@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sftline.cli.context import open_workspace
@@ -46,6 +47,14 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Train even when a run of the same inputs and settings exists.")
     ] = False,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="NAME=V1,V2,...: train one run per value (repeat for a grid) and rank them by "
+            "eval_metric on the holdout, e.g. --sweep lr=1e-5,5e-5,1e-4.",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Fine-tune a model on a dataset version: LoRA or full, a causal LM with its own chat template
@@ -68,6 +77,16 @@ def train(
             _show_masks(workspace, config, show_masks)
             return
         announce = None if json_output else _startup
+        if sweep:
+            from sftline.stations.sweep import parse_grid, run_sweep
+
+            grid = parse_grid(sweep)
+            with training_progress(quiet=json_output) as progress:
+                outcome = run_sweep(
+                    workspace, config, grid, force=force, progress=progress, announce=announce
+                )
+            _print_sweep(outcome, json_output)
+            return
         with training_progress(quiet=json_output) as progress:
             if resume or int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 # A resume continues its own run; under torchrun every rank must train.
@@ -113,6 +132,25 @@ def train(
             f"at step {summary['best_step']}"
         )
     console.print(f"  model: {summary['output']}", markup=False)
+    for warning in summary.get("warnings", []):
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def _print_sweep(outcome: dict[str, Any], json_output: bool) -> None:
+    if json_output:
+        print_json(outcome)
+        return
+    direction = "higher" if outcome["higher_is_better"] else "lower"
+    table = Table(
+        "rank", "settings", "run", f"holdout {outcome['metric']} ({direction} is better)", "at step"
+    )
+    for trial in sorted(outcome["trials"], key=lambda t: t.get("rank", 10**9)):
+        shown = ", ".join(f"{k}={v}" for k, v in trial["settings"].items())
+        value = "-" if trial["best_eval"] is None else f"{trial['best_eval']:.4f}"
+        table.add_row(str(trial.get("rank", "-")), shown, trial["run"], value, str(trial["best_step"] or "-"))
+    console.print(table)
+    best = outcome["best"]
+    console.print(f"best: {', '.join(f'{k}={v}' for k, v in best['settings'].items())} ({best['run']})")
 
 
 @contextmanager

@@ -260,3 +260,20 @@ def gold_overlap(examples: Sequence[Example], gold: Sequence[Example], threshold
             if found:
                 hits.add(i)
     return hits
+
+
+def carve_holdout(
+    examples: Sequence[Example], share: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(kept, held out): a seeded `share` of the examples, stratified by label (every label keeps
+    its proportion, by largest remainder), each part in input order. A training run carves its
+    calibration holdout with this when it is given none."""
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        by_label[example.label or ""].append(example)
+    quotas = _stratified_quotas({label: len(items) for label, items in by_label.items()}, share, seed)
+    held: set[str] = set()
+    for label, items in by_label.items():
+        ranked = sorted(items, key=lambda e: _rank(seed, e.id))
+        held.update(e.id for e in ranked[: quotas[label]])
+    return [e for e in examples if e.id not in held], [e for e in examples if e.id in held]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sftline.contract.constrain import answer_constraint
 from sftline.contract.spec import Contract
 from sftline.evals.predict import ClassifierPredictor, GenerationPredictor, Predictor
 from sftline.evals.scoring import point_metrics
@@ -24,14 +25,15 @@ def holdout_behaviour(
     synced: bool = False,
 ) -> Callable[[], dict[str, float | None]]:
     """The eval station's metrics of the model in training on the holdout, by classifying or
-    generating exactly as `sftline eval` does."""
+    generating exactly as `sftline eval` does (answers constrained to the contract's labels or JSON
+    schema, as its default is)."""
     predictor: Predictor
     if labels is not None:
         predictor = ClassifierPredictor(
             model, tokenizer, max_length=config.max_length or contract.limits.max_length
         )
     else:
-        predictor = GenerationPredictor.around(
+        generator = GenerationPredictor.around(
             model,
             tokenizer,
             base_path,
@@ -39,4 +41,6 @@ def holdout_behaviour(
             max_new_tokens=config.eval_max_new_tokens or contract.limits.max_target_tokens,
             synced=synced,
         )
+        generator.constraint = answer_constraint(contract, tokenizer, generator.stops, examples)
+        predictor = generator
     return lambda: point_metrics(predictor.predict(examples), contract, labels)

@@ -3,7 +3,9 @@
 Each predictor turns examples into `Output`s, the per-example facts the record keeps. Chat models
 see the prompt training rendered (`render_prompt`: the tokenizer's chat template, the contract's
 system prompt, the generation prompt) and answer greedily with a KV cache, in left-padded batches
-of similar length, stopping at the same stop tokens training taught.
+of similar length, stopping at the same stop tokens training taught; with a constraint
+(`sftline.contract.constrain`) they answer only with one of the contract's labels or with JSON its
+schema accepts.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from sftline.contract.constrain import AnswerConstraint, ConstrainedDecoding
 from sftline.contract.render import render_prompt, stop_token_ids
 from sftline.data.example import Example
 from sftline.errors import ModelError
+from sftline.evals.abstention import AbstentionRule, FeatureStats
+from sftline.evals.abstention import score as abstention_score
 from sftline.evals.metrics import softmax
 from sftline.evals.scoring import Output
+from sftline.models.classifier import SentenceClassifier, is_classifier_folder, load_abstention_tensors
 
 Method = Literal["classifier", "embedding", "generate"]
 Progress = Callable[[int], None]
@@ -43,6 +49,8 @@ def method_of(folder: Path) -> Method:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelError(f"{folder}: no config.json; not a Hugging Face model folder")
+    if is_classifier_folder(folder):
+        return "classifier"
     architectures = json.loads(config_file.read_text()).get("architectures") or []
     if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "classifier"
@@ -128,17 +136,17 @@ def _label_outputs(
     lengths: Sequence[int],
     latency: Sequence[float],
     *,
-    abstain_below: float | None = None,
+    abstain: np.ndarray | None = None,
     abstention: str | None = None,
 ) -> list[Output]:
-    """A label answer per example: the most probable label, or the abstention label when its
-    probability is below `abstain_below` (then the confidence is the abstention label's own
-    probability, not the top label's)."""
+    """A label answer per example: the most probable label, or the abstention label where
+    `abstain` is true (then the confidence is the abstention label's own probability, not the
+    top label's)."""
     outputs = []
     for i, example in enumerate(examples):
         ranked = _ranked(probs[i], labels)
         answer, confidence = ranked[0]
-        if abstain_below is not None and confidence < abstain_below:
+        if abstain is not None and abstain[i]:
             answer = str(abstention)
             confidence = float(probs[i, list(labels).index(answer)])
         outputs.append(
@@ -165,7 +173,8 @@ def _ranked(probs: np.ndarray, labels: Sequence[str]) -> list[tuple[str, float]]
 
 @dataclass
 class ClassifierPredictor:
-    """A sequence classifier: a fine-tuned `...ForSequenceClassification` (see `load`)."""
+    """A sequence classifier: sftline's (`SentenceClassifier`, with the temperature and abstention
+    rule its run chose on the holdout) or any `...ForSequenceClassification` (see `load`)."""
 
     model: Any
     tokenizer: Any
@@ -173,39 +182,66 @@ class ClassifierPredictor:
     batch_tokens: int = 8192
     temperature: float = 1.0
     abstain_below: float | None = None
-    """Answer the abstention label when the top probability is below this (the paper's threshold)."""
+    """Answer the abstention label when the top probability is below this (the paper's
+    threshold); replaces a stored rule."""
     abstention: str | None = None
+    rule: AbstentionRule | None = None
+    """The run's abstention rule (sftline.evals.abstention)."""
+    stats: FeatureStats | None = None
+    """Class means and precision for the mahalanobis score."""
 
     @classmethod
-    def load(cls, folder: Path, **settings: Any) -> ClassifierPredictor:
+    def load(cls, folder: Path, *, stored_abstention: bool = True, **settings: Any) -> ClassifierPredictor:
+        """The classifier in `folder`. An sftline classifier brings its run's temperature and,
+        unless `stored_abstention` is false or `abstain_below` is given, its abstention rule."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
-        return cls(model.to(_device()), tokenizer, **settings)
+        if not is_classifier_folder(folder):
+            model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+            return cls(model.to(_device()), tokenizer, **settings)
+        classifier = SentenceClassifier.from_pretrained(folder)
+        stored: dict[str, Any] = {"temperature": float(classifier.extra.get("temperature", 1.0))}
+        rule = classifier.extra.get("abstention")
+        if rule and stored_abstention and settings.get("abstain_below") is None:
+            stored["rule"] = AbstentionRule(**rule["rule"])
+            tensors = load_abstention_tensors(folder)
+            if "means" in tensors:
+                stored["stats"] = FeatureStats(
+                    tensors["means"].double().numpy(), tensors["precision"].double().numpy()
+                )
+            settings.setdefault("abstention", stored["rule"].label)
+        return cls(classifier.to(_device()), tokenizer, **{**stored, **settings})
 
     def __post_init__(self) -> None:
         config = self.model.config
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        if self.abstain_below is not None and self.abstention not in self.labels:
+        labels = getattr(self.model, "labels", None)
+        self.labels = list(labels) if labels else [config.id2label[i] for i in range(config.num_labels)]
+        if (self.abstain_below is not None or self.rule is not None) and self.abstention not in self.labels:
             raise ModelError(
-                f"abstain_below needs the abstention label {self.abstention!r} among the model's labels"
+                f"abstaining needs the abstention label {self.abstention!r} among the model's labels"
             )
 
-    def logits(
+    def outputs(
         self, texts: Sequence[str], progress: Progress | None = None
-    ) -> tuple[np.ndarray, list[int], list[float]]:
-        """Logits (n, labels), token counts and per-example latency shares in ms."""
+    ) -> tuple[np.ndarray, np.ndarray | None, list[int], list[float]]:
+        """Logits (n, labels), pooled features (n, hidden) of an sftline classifier (else None),
+        token counts and per-example latency shares in ms."""
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
+        n_labels = len(self.labels)
 
         def forward(ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            return logits.float().cpu().numpy()  # type: ignore[no-any-return]
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            rows = out.logits.float()
+            features = getattr(out, "features", None)
+            if features is not None:
+                rows = torch.cat([rows, features.float()], dim=1)
+            return rows.cpu().numpy()  # type: ignore[no-any-return]
 
         try:
-            return _batched(
+            rows, lengths, latency = _batched(
                 self.tokenizer,
                 texts,
                 forward,
@@ -215,16 +251,43 @@ class ClassifierPredictor:
             )
         finally:
             self.model.train(was_training)
+        features = rows[:, n_labels:] if rows.shape[1] > n_labels else None
+        return rows[:, :n_labels], features, lengths, latency
+
+    def logits(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> tuple[np.ndarray, list[int], list[float]]:
+        """Logits (n, labels), token counts and per-example latency shares in ms."""
+        logits, _, lengths, latency = self.outputs(texts, progress)
+        return logits, lengths, latency
+
+    def abstains(self, logits: np.ndarray, features: np.ndarray | None) -> np.ndarray | None:
+        """Where the abstention label replaces the top label: below `abstain_below`, or by the rule."""
+        if self.abstain_below is not None:
+            return np.asarray(softmax(logits, self.temperature).max(axis=1) < self.abstain_below)
+        if self.rule is None:
+            return None
+        abstain_id = self.labels.index(self.rule.label)
+        in_scope = [i for i in range(len(self.labels)) if i != abstain_id]
+        scores = abstention_score(
+            self.rule.score,
+            logits,
+            features,
+            temperature=self.temperature,
+            in_scope=in_scope,
+            stats=self.stats,
+        )
+        return self.rule.abstain(scores)
 
     def predict(self, examples: Sequence[Example], progress: Progress | None = None) -> list[Output]:
-        logits, lengths, latency = self.logits([e.prompt for e in examples], progress)
+        logits, features, lengths, latency = self.outputs([e.prompt for e in examples], progress)
         return _label_outputs(
             examples,
             softmax(logits, self.temperature),
             self.labels,
             lengths,
             latency,
-            abstain_below=self.abstain_below,
+            abstain=self.abstains(logits, features),
             abstention=self.abstention,
         )
 
@@ -278,14 +341,25 @@ class _GreedyLogProbs:
     """A logits processor that records, per step, the log-probability of the token greedy decoding
     picks (the arg-max), without keeping the full logits of every step.
 
+    With a constraint (applied here, after the log-probabilities are taken), the pick is the arg-max
+    over the allowed tokens, and what is recorded is still the unconstrained model's log-probability
+    of that token: an answer's confidence is then the probability that the model itself gives the
+    answer. Renormalised over the allowed tokens it would not be: a label forced out of a model that
+    meant something else would read as certain (one allowed token has probability 1).
+
     In float64: a sequence's probability is the exp of their sum, which float32 holds only down to
     e^-87 (e^-104 with lost precision, then 0: 100 tokens at p = 0.35 each), float64 to e^-745."""
 
-    def __init__(self) -> None:
+    def __init__(self, constrain: ConstrainedDecoding | None = None) -> None:
         self.steps: list[torch.Tensor] = []
+        self.constrain = constrain
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        self.steps.append(torch.log_softmax(scores, dim=-1, dtype=torch.float64).max(dim=-1).values)
+        logp = torch.log_softmax(scores, dim=-1, dtype=torch.float64)
+        if self.constrain is not None:
+            scores = self.constrain(input_ids, scores)
+        chosen = scores.argmax(dim=-1, keepdim=True)  # what greedy generate picks from these scores
+        self.steps.append(logp.gather(-1, chosen).squeeze(-1))
         return scores
 
 
@@ -305,6 +379,9 @@ class GenerationPredictor:
     """Every rank of a sharded (FSDP) model generates together, forward for forward, until all
     ranks' answers have ended (transformers' `synced_gpus`); a rank that stopped early would
     leave the others waiting in their parameter all-gathers."""
+    constraint: AnswerConstraint | None = None
+    """Answers only the contract allows (`answer_constraint`: one of its labels, or JSON valid
+    against its schema); the confidence stays the unconstrained model's (see `_GreedyLogProbs`)."""
 
     @classmethod
     def load(cls, folder: Path, system_prompt: str | None, **settings: Any) -> GenerationPredictor:
@@ -366,7 +443,9 @@ class GenerationPredictor:
 
         ids, mask = _pad(prompts, self.pad, left=True)
         width = ids.shape[1]
-        recorder = _GreedyLogProbs()
+        recorder = _GreedyLogProbs(
+            ConstrainedDecoding(self.constraint, self.stops) if self.constraint is not None else None
+        )
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
@@ -398,7 +477,10 @@ class GenerationPredictor:
             end = next((j for j, t in enumerate(tokens) if t in stops), None)
             content = tokens if end is None else tokens[:end]
             scored = len(tokens) if end is None else end + 1  # the stop token's probability counts
-            texts.append(self.tokenizer.decode(content, skip_special_tokens=True))
+            spelled = self.constraint.answer(content) if self.constraint is not None else None
+            if spelled is None:
+                spelled = self.tokenizer.decode(content, skip_special_tokens=True)
+            texts.append(spelled)
             counts.append(len(content))
             finished.append(end is not None)
             confidence.append(float(torch.exp(logp[row, :scored].sum())))

@@ -26,8 +26,14 @@ class EvalSettings(BaseModel):
     """Most prompts generated together."""
     batch_tokens: int = Field(default=16384, ge=64)
     """Most tokens (prompt + generation, padded) in one batch."""
+    constrain: bool = True
+    """Constrain generated answers to the contract's labels or JSON schema; --no-constrain turns it off."""
     abstain_below: float | None = Field(default=None, gt=0, lt=1)
-    """Classifiers: answer the abstention label when the top probability is below this."""
+    """Classifiers: answer the abstention label when the top probability is below this (instead
+    of the rule the run stored)."""
+    stored_abstention: bool = True
+    """Classifiers: abstain by the rule the run chose on its holdout (score and threshold, stored
+    with the model); --no-stored-abstention: only when the top label is the abstention label."""
     calibrate_on: str | None = None
     """Classifiers: fit a temperature on this holdout and apply it before scoring."""
     replicates: int = Field(default=1000, ge=10)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sftline.contract.constrain import answer_constraint
 from sftline.contract.spec import Contract
 from sftline.data.example import Example
 from sftline.errors import ModelError
@@ -113,9 +114,15 @@ def output_shaping(method: str, settings: EvalSettings, contract: Contract) -> d
             max_new_tokens=settings.max_new_tokens or contract.limits.max_target_tokens,
             system_prompt=contract.system_prompt,
         )
+        if settings.constrain and contract.output.kind == "labels":
+            # Only when on: the keys of unconstrained evaluations stored before stay valid.
+            shaping.update(constraint="labels", labels=contract.output.labels, abstention=contract.abstention)
+        elif settings.constrain and contract.output.kind == "json_schema":
+            shaping.update(constraint="json_schema", json_schema=contract.output.json_schema)
     else:
         shaping.update(
             abstain_below=settings.abstain_below if method == "classifier" else None,
+            stored_abstention=settings.stored_abstention if method == "classifier" else None,
             max_length=contract.limits.max_length,
             labels=contract.output.labels,
             abstention=contract.abstention,
@@ -154,13 +161,16 @@ def _predictor(
     if model.method == "classifier":
         classifier = p.ClassifierPredictor.load(
             model.path,
+            stored_abstention=settings.stored_abstention,
             max_length=contract.limits.max_length,
             abstain_below=settings.abstain_below,
             abstention=contract.abstention,
         )
         if settings.calibrate_on:
             classifier.temperature = _fit_temperature(workspace, classifier, settings.calibrate_on)
-        return classifier, {"temperature": classifier.temperature, "abstain_below": settings.abstain_below}
+        rule = classifier.rule.as_json() if classifier.rule else None
+        shaping = {"temperature": classifier.temperature, "abstain_below": settings.abstain_below}
+        return classifier, {**shaping, "abstention_rule": rule}
     if model.method == "embedding":
         from sftline.contract.labels import label_set
 
@@ -168,17 +178,20 @@ def _predictor(
         predictor = p.EmbeddingPredictor(model.path, labels)
         return predictor, {"zero_shot": "embedding", "labels": labels, "scale": p.ZERO_SHOT_SCALE}
     max_new = settings.max_new_tokens or contract.limits.max_target_tokens
-    predictor = p.GenerationPredictor.load(
+    generator = p.GenerationPredictor.load(
         model.path,
         contract.system_prompt,
         max_new_tokens=max_new,
         batch_size=settings.batch_size,
         batch_tokens=settings.batch_tokens,
     )
-    return predictor, {
+    if settings.constrain:
+        generator.constraint = answer_constraint(contract, generator.tokenizer, generator.stops, examples)
+    return generator, {
         "system_prompt": contract.system_prompt,
         "max_new_tokens": max_new,
         "decoding": "greedy",
+        "constraint": generator.constraint.kind if generator.constraint is not None else None,
     }
 
 

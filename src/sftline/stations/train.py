@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -24,8 +25,10 @@ import torch
 from sftline.atomic import write_text
 from sftline.contract.labels import label_set
 from sftline.data.example import Example
+from sftline.data.splits import carve_holdout
 from sftline.errors import RecordError, TrainingError
 from sftline.evals.holdout import holdout_behaviour
+from sftline.models.classifier import SentenceClassifier
 from sftline.models.materialise import hash_folder
 from sftline.provenance import code_version
 from sftline.record import leases, queries
@@ -45,6 +48,7 @@ from sftline.stations.runner import (
 from sftline.stations.versions import load_examples
 from sftline.train.checkpoint import full_trainable_state, latest_checkpoint, load_trainable
 from sftline.train.config import TrainConfig
+from sftline.train.diagnose import learning_warnings
 from sftline.train.distill import DistillChatData, load_teacher
 from sftline.train.distributed import (
     DistInfo,
@@ -56,8 +60,9 @@ from sftline.train.distributed import (
     strategy_for,
 )
 from sftline.train.export import export_model
-from sftline.train.memory import Batching, resolve_batching, resolved, startup_line
-from sftline.train.tasks import ChatData, TaskData, prepare_classifier
+from sftline.train.memory import resolve_batching, resolved, startup_line
+from sftline.train.recipes import TARGET_STEPS, for_task
+from sftline.train.tasks import ChatData, ClassifierData, TaskData, prepare_classifier
 from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
 
 RUNS_DIR = "runs"
@@ -67,6 +72,10 @@ RUNS_DIR = "runs"
 class RunSetup:
     """What setup settled before any work: the run's inputs, its processes and its recorded row."""
 
+    config: TrainConfig
+    """The run's settings with the task's defaults filled in (sftline.train.recipes)."""
+    recipe: dict[str, Any]
+    """What the task's defaults chose (setting -> value): the settings the user did not give."""
     info: DistInfo
     strategy: Strategy
     device: torch.device
@@ -83,6 +92,7 @@ class RunSetup:
     data_ref: str
     data_hash: str
     eval_ref: str | None
+    """The holdout version; for one carved from the training data, `DATA (carved 10%)`."""
     max_length: int
     run_id: int
     run_name: str
@@ -116,12 +126,18 @@ def start_run(
     rank 0's lease, and a failure marks it `failed` with its error (an interrupt: `interrupted`)
     before it propagates."""
     run = setup_run(workspace, config, resume, station_key)
+    config = run.config
     with recording(workspace, run):
-        # The micro-batch and accumulation follow from the model's shape and the config alone.
-        batching = resolve_batching(config, run.model_configs[0])
-        config = resolved(config, batching)
+        if run.task == "classify":
+            batching = {"examples_per_step": config.batch_size, "reason": "classifier: examples per step"}
+            line = classifier_line(config, run)
+        else:
+            # The micro-batch and accumulation follow from the model's shape and the config alone.
+            resolved_batching = resolve_batching(config, run.model_configs[0])
+            config = resolved(config, resolved_batching)
+            batching, line = resolved_batching.as_json(), startup_line(resolved_batching, run.info.world_size)
         if announce is not None and run.info.is_main:
-            announce(startup_line(batching, run.info.world_size))
+            announce(line)
         data = prepare_run_data(workspace, config, run)
         torch.manual_seed(config.seed)
         model = build_model(run.base.path, config, run.device, labels=data.labels)
@@ -136,9 +152,15 @@ def start_run(
             stop_after_steps=stop_after_steps,
         )
         finished = stop_after_steps is None or result.state.step >= result.total_steps or result.stopped_early
+        if finished and isinstance(model, SentenceClassifier) and run.info.is_main and run.strategy != "fsdp":
+            load_best(model, result, run)
+            model.extra, model.extra_tensors = calibrate_classifier(workspace, config, run, data, model)
         exported = export_run(config, run, data, model, result, batching) if finished else None
-        summary = finish_run(workspace, config, run, data, result, finished=finished, exported=exported)
-        return {**summary, "batching": batching.as_json()}
+        warnings = run_warnings(config, data, model, result) if finished else []
+        summary = finish_run(
+            workspace, config, run, data, result, finished=finished, exported=exported, warnings=warnings
+        )
+        return {**summary, "batching": batching}
 
 
 def setup_run(
@@ -162,7 +184,6 @@ def setup_run(
         if task != "chat":
             raise TrainingError("--teacher distils a causal LM; it needs task chat")
         teacher = find_base_model(workspace, config.teacher)
-    strategy = strategy_for(config.parallel, config.method, info)
     max_length = config.max_length or contract.limits.max_length
     tokenizer, model_configs = _load_readers(base, teacher)
     with workspace.record.session() as session:
@@ -179,6 +200,12 @@ def setup_run(
         )
         examples = load_examples(workspace, data_version)
         eval_examples = load_examples(workspace, eval_version) if eval_version else []
+        eval_ref = eval_version.ref if eval_version else None
+        if task == "classify" and eval_version is None and config.holdout_share > 0:
+            examples, eval_examples = carve_holdout(examples, config.holdout_share, config.seed)
+            eval_ref = f"{data_version.ref} (carved {config.holdout_share:.0%})"
+        config, recipe = for_task(config, task, len(examples))
+        strategy = strategy_for(config.parallel, config.method, info)
         row: Run | None = None
         if resumed is not None:
             row = _resumed_row(resumed, config, info, fingerprint)
@@ -194,7 +221,12 @@ def setup_run(
                 base_model_hash=base.content_hash,
                 code_version=code_version(),
                 output_dir="",
-                summary={"fingerprint": fingerprint, **({"station_key": station_key} if station_key else {})},
+                summary={
+                    "fingerprint": fingerprint,
+                    "recipe": recipe,
+                    "holdout": eval_ref,
+                    **({"station_key": station_key} if station_key else {}),
+                },
             )
             leases.take(row)
             session.add(row)
@@ -203,9 +235,10 @@ def setup_run(
             row.output_dir = str(workspace.project.state_dir / RUNS_DIR / row.name)
         created = (row.id, row.name, row.output_dir) if row is not None else None
         data_ref, data_hash = data_version.ref, data_version.content_hash
-        eval_ref = eval_version.ref if eval_version else None
     run_id, run_name, output_dir = broadcast(created, info)
     return RunSetup(
+        config=config,
+        recipe=recipe,
         info=info,
         strategy=strategy,
         device=device_for(info),
@@ -366,17 +399,13 @@ def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -
             tokenizer,
             run.examples,
             labels,
-            batch_tokens=config.micro_tokens,
             max_length=max_length,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            label_smoothing=config.label_smoothing,
         )
         if run.eval_examples:
-            eval_data = prepare_classifier(
-                tokenizer,
-                run.eval_examples,
-                labels,
-                batch_tokens=config.micro_tokens,
-                max_length=max_length,
-            )
+            eval_data = prepare_classifier(tokenizer, run.eval_examples, labels, max_length=max_length)
     else:
         system_prompt, max_length = contract.system_prompt, run.max_length
         # Whether a shared prefix's 4D mask fits the attention of every model reading the rows.
@@ -410,6 +439,98 @@ def prepare_run_data(workspace: Workspace, config: TrainConfig, run: RunSetup) -
         if isinstance(eval_data, ChatData):
             eval_data = DistillChatData.from_chat(eval_data, **settings)
     return RunData(tokenizer, labels, data, eval_data)
+
+
+def classifier_line(config: TrainConfig, run: RunSetup) -> str:
+    """What a classifier run chose before its first step, and why."""
+    steps = math.ceil(len(run.examples) / config.batch_size)
+    given = "" if "epochs" in config.model_fields_set else f" (about {TARGET_STEPS:,} steps)"
+    epochs = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs{given}"
+    holdout = f"; holdout {run.eval_ref}, {len(run.eval_examples):,} examples" if run.eval_ref else ""
+    chosen = f"; defaults for the task: {', '.join(sorted(run.recipe))}" if run.recipe else ""
+    return (
+        f"classifier ({config.method}, {config.pooling} pooling): {len(run.examples):,} examples, "
+        f"{config.batch_size} per step, {steps:,} steps an epoch, {epochs}, lr {config.lr:g} "
+        f"({config.schedule}, warmup {config.warmup_ratio:.0%}, weight decay {config.weight_decay:g})"
+        f"{holdout}{chosen}"
+    )
+
+
+def run_warnings(config: TrainConfig, data: RunData, model: Any, result: TrainResult) -> list[str]:
+    """What says the run learned little (sftline.train.diagnose)."""
+    classifier = data.data if isinstance(data.data, ClassifierData) else None
+    holdout = data.eval_data if isinstance(data.eval_data, ClassifierData) else None
+    extra = model.extra if isinstance(model, SentenceClassifier) else {}
+    return learning_warnings(
+        result.state.history,
+        train_labels=classifier.labels if classifier else None,
+        label_smoothing=config.label_smoothing,
+        holdout_accuracy=extra.get("holdout_accuracy"),
+        holdout_labels=holdout.labels if holdout else None,
+    )
+
+
+def load_best(model: Any, result: TrainResult, run: RunSetup) -> None:
+    """The best checkpoint's weights into `model`, when the holdout chose one."""
+    if result.state.best_step:
+        best = latest_checkpoint(run.output / "checkpoints" / "best")
+        if best is not None:
+            from safetensors.torch import load_file
+
+            load_trainable(model, load_file(str(best / "trainable.safetensors")))
+
+
+def calibrate_classifier(
+    workspace: Workspace, config: TrainConfig, run: RunSetup, data: RunData, model: Any
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """On the holdout, with the weights the run exports: the temperature, and with an abstention
+    label the abstention rule (sftline.evals.abstention); what goes into classifier.json and the
+    rule's tensors. Without a holdout, nothing."""
+    from sftline.evals.abstention import choose_rule, fit_feature_stats
+    from sftline.evals.metrics import fit_temperature
+    from sftline.evals.predict import ClassifierPredictor
+
+    if not run.eval_examples or data.labels is None:
+        return {}, {}
+    labels = data.labels
+    predictor = ClassifierPredictor(model, data.tokenizer, max_length=run.max_length)
+    index = {label: i for i, label in enumerate(labels)}
+    logits, features, _, _ = predictor.outputs([e.prompt for e in run.eval_examples])
+    targets = [index[str(e.label)] for e in run.eval_examples]
+    temperature = fit_temperature(logits, targets)
+    accuracy = float((logits.argmax(axis=1) == targets).mean())
+    extra: dict[str, Any] = {
+        "temperature": temperature,
+        "calibrated_on": run.eval_ref,
+        "holdout_accuracy": accuracy,
+    }
+    abstention = workspace.project.config.contract.abstention
+    if not abstention or abstention not in index:
+        return extra, {}
+    abstain_id = index[abstention]
+    train_logits, train_features, _, _ = predictor.outputs([e.prompt for e in run.examples])
+    del train_logits
+    assert features is not None and train_features is not None
+    train_targets = [index[str(e.label)] for e in run.examples]
+    stats = fit_feature_stats(
+        train_features, train_targets, [i for i in range(len(labels)) if i != abstain_id]
+    )
+    rule, report = choose_rule(
+        logits,
+        features,
+        targets,
+        labels,
+        abstention,
+        temperature=temperature,
+        stats=stats,
+        false_abstention=config.false_abstention,
+        choice=config.abstention_score,
+    )
+    extra["abstention"] = {"rule": rule.as_json(), "holdout": report}
+    tensors = {}
+    if rule.score == "mahalanobis":
+        tensors = {"means": torch.from_numpy(stats.means), "precision": torch.from_numpy(stats.precision)}
+    return extra, tensors
 
 
 def run_loop(
@@ -458,7 +579,12 @@ def run_loop(
 
 
 def export_run(
-    config: TrainConfig, run: RunSetup, data: RunData, model: Any, result: TrainResult, batching: Batching
+    config: TrainConfig,
+    run: RunSetup,
+    data: RunData,
+    model: Any,
+    result: TrainResult,
+    batching: dict[str, Any],
 ) -> tuple[dict[str, str], str] | None:
     """Rank 0 writes output/model (and adapter), then manifest.json, each atomically, and returns
     the model folder's files and content hash, computed once, here. Under FSDP every rank first
@@ -495,7 +621,8 @@ def export_run(
         "eval_metric": config.eval_metric,
         "best_eval": state.best_eval,
         "tokens_per_step": result.note,
-        "batching": batching.as_json(),
+        "batching": batching,
+        "recipe": run.recipe,
         "stopped_early": result.stopped_early,
     }
     write_text(run.output / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
@@ -511,6 +638,7 @@ def finish_run(
     *,
     finished: bool,
     exported: tuple[dict[str, str], str] | None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The run's summary; rank 0 records it with the status and the exported model's hash."""
     state = result.state
@@ -535,6 +663,7 @@ def finish_run(
         "packing": getattr(data.data, "layout", None),
         "parallel": {"strategy": run.strategy, "world_size": run.info.world_size},
         "device": str(run.device),
+        "warnings": warnings or [],
     }
     barrier(run.info)
     if not run.info.is_main:
@@ -578,6 +707,9 @@ def train_work(workspace: Workspace, config: TrainConfig) -> Work:
     shaping = {
         "roles": roles,
         "config": config.model_dump(mode="json", exclude={"data", "eval_on", "base", "teacher"}),
+        # A setting left to the task's defaults and one given equal to TrainConfig's default differ
+        # (sftline.train.recipes fills in only what was not given).
+        "given": sorted(config.model_fields_set - {"data", "eval_on", "base", "teacher"}),
         "contract": contract.model_dump(
             mode="json", include={"task", "system_prompt", "output", "abstention", "limits"}
         ),

@@ -33,15 +33,18 @@ class TrainConfig(BaseModel):
     data: str
     """Training data: NAME or NAME@VERSION."""
     method: Literal["lora", "full"] = "lora"
-    """LoRA adapters on every linear layer, or full fine-tuning of every weight."""
+    """LoRA adapters on every linear layer, or full fine-tuning of every weight. Classifiers
+    default to full (the encoders are small; see sftline.train.recipes)."""
     task: Literal["chat", "classify"] | None = None
     """Default: the contract's task."""
     epochs: float = Field(default=1.0, gt=0)
-    """Passes over the data (fractions allowed)."""
+    """Passes over the data (fractions allowed). Classifiers default to enough passes for about
+    2,000 optimizer steps, at least 3 and at most 10 (sftline.train.recipes)."""
     max_steps: int | None = Field(default=None, ge=1)
     """Optimizer steps; overrides epochs."""
     lr: float | None = Field(default=None, gt=0)
-    """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning."""
+    """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning (classifiers: 1e-4
+    full, 5e-4 LoRA)."""
     step_tokens: int = Field(default=8192, ge=16)
     """Tokens of examples per optimizer step (per process): micro-batches x accumulation. Fixed
     whatever the machine, so steps and losses do not depend on it."""
@@ -58,16 +61,34 @@ class TrainConfig(BaseModel):
     """Lay out the tokens that most examples start with (template header, system prompt) once
     per packed row, with every example attending to them: the same loss and gradients, fewer
     tokens computed. Needs sdpa or eager attention (a 4D mask); see sftline.train.rows."""
+    batch_size: int = Field(default=32, ge=1)
+    """Classifiers: examples per optimizer step, drawn at random (chat trains by tokens:
+    step_tokens)."""
     grad_accum: int | None = Field(default=None, ge=1)
     """Micro-batches per optimizer step; default: as many as fill step_tokens (1 with batch_tokens)."""
     weight_decay: float = Field(default=0.0, ge=0)
-    """AdamW weight decay."""
+    """AdamW weight decay (classifiers: 0.01)."""
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
-    """Share of the optimizer steps spent warming the learning rate up from 0."""
+    """Share of the optimizer steps spent warming the learning rate up from 0 (classifiers: 0.1)."""
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     """Learning-rate decay after warmup."""
     max_grad_norm: float = Field(default=1.0, gt=0)
     """Gradients are clipped to this global norm."""
+    pooling: Literal["mean", "cls"] = "mean"
+    """Classifiers: what the head reads: the mean of the encoder's token vectors (how sentence
+    encoders such as all-MiniLM-L6-v2 were trained), or the first token's ([CLS]; BGE-style)."""
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    """Classifiers: cross-entropy against targets smoothed by this much (the holdout's loss is
+    measured without it)."""
+    holdout_share: float = Field(default=0.1, ge=0, lt=1)
+    """Classifiers without eval_on: this share of the training data, seeded and stratified by
+    label, is held out for early stopping, the temperature and the abstention operating point."""
+    false_abstention: float = Field(default=0.01, ge=0, lt=1)
+    """Classifiers with an abstention label: the share of the holdout's in-scope examples the
+    abstention score may turn away; the threshold is set there and stored with the model."""
+    abstention_score: Literal["auto", "msp", "energy", "mahalanobis"] = "auto"
+    """The out-of-scope score (sftline.evals.abstention): auto picks the highest AUROC on the
+    holdout when it has at least 10 abstention examples, else msp."""
     lora: LoraSettings = LoraSettings()
     max_length: int | None = Field(default=None, ge=8)
     """Longest rendered example in tokens; default the contract's limits.max_length."""
@@ -123,6 +144,6 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _lr_default(self) -> TrainConfig:
-        if self.lr is None:
-            self.lr = 2e-4 if self.method == "lora" else 2e-5
+        if self.lr is None:  # a default, not a choice: kept out of model_fields_set
+            object.__setattr__(self, "lr", 2e-4 if self.method == "lora" else 2e-5)
         return self

@@ -7,6 +7,7 @@ classification pads short batches of texts and counts examples. The loop itself 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -142,13 +143,15 @@ def prepare_chat(
 
 @dataclass
 class ClassifierData:
-    """Tokenised texts with label ids, batched by length so padding stays small."""
+    """Tokenised texts with label ids in batches: seeded random ones of `batch_size` examples for
+    training (each an optimizer step), or by length, so padding stays small, for a holdout."""
 
     input_ids: list[list[int]]
     labels: list[int]
     bins: list[list[int]]
     counts: dict[str, int]
     pad_token_id: int
+    label_smoothing: float = 0.0
 
     def collate(self, members: Sequence[int]) -> dict[str, torch.Tensor]:
         width = max(len(self.input_ids[i]) for i in members)
@@ -171,7 +174,8 @@ class ClassifierData:
             input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
         ).logits
         labels = batch["labels"].to(device)
-        return F.cross_entropy(logits.float(), labels, reduction="sum"), int(labels.numel())
+        loss = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.label_smoothing)
+        return loss, int(labels.numel())
 
     def n_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["attention_mask"].sum())
@@ -184,8 +188,20 @@ class ClassifierData:
 
 
 def prepare_classifier(
-    tokenizer: Any, examples: Sequence[Example], labels: Sequence[str], *, batch_tokens: int, max_length: int
+    tokenizer: Any,
+    examples: Sequence[Example],
+    labels: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int | None = None,
+    batch_tokens: int = 8192,
+    seed: int = 0,
+    label_smoothing: float = 0.0,
 ) -> ClassifierData:
+    """Texts tokenised (truncated to `max_length`, counted) with their label ids. With
+    `batch_size`, batches of that many examples in a seeded random order (the training steps;
+    the trainer shuffles their order every epoch); without, batches by length whose padded size
+    stays within `batch_tokens` (a holdout)."""
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({str(e.label) for e in examples if e.label not in index})
     if unknown:
@@ -194,21 +210,26 @@ def prepare_classifier(
     full = tokenizer(texts)["input_ids"]
     truncated = sum(1 for ids in full if len(ids) > max_length)
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if truncated else full
-    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
     bins: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        # Padded cost of a batch = its longest sequence x its size; keep it within batch_tokens.
-        if current and len(encoded[i]) * (len(current) + 1) > batch_tokens:
+    if batch_size is not None:
+        order = list(range(len(encoded)))
+        random.Random(seed).shuffle(order)
+        bins = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    else:
+        current: list[int] = []
+        for i in sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i)):
+            # Padded cost of a batch = its longest sequence x its size; keep it within batch_tokens.
+            if current and len(encoded[i]) * (len(current) + 1) > batch_tokens:
+                bins.append(current)
+                current = []
+            current.append(i)
+        if current:
             bins.append(current)
-            current = []
-        current.append(i)
-    if current:
-        bins.append(current)
     return ClassifierData(
         list(encoded),
         [index[str(e.label)] for e in examples],
         bins,
         {"kept": len(encoded), "dropped": 0, "truncated": truncated},
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        label_smoothing,
     )

@@ -21,6 +21,7 @@ import torch
 from sftline.contract.metrics import higher_is_better
 from sftline.data.example import Example
 from sftline.errors import TrainingError
+from sftline.models.classifier import SentenceClassifier, load_encoder
 from sftline.train.checkpoint import (
     capture,
     latest_checkpoint,
@@ -102,35 +103,36 @@ class LoopState:
 def build_model(
     base_path: Path, config: TrainConfig, device: torch.device, *, labels: Sequence[str] | None = None
 ) -> torch.nn.Module:
-    """The causal LM, or with `labels` a sequence classifier; wrapped with LoRA for method lora."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    """The causal LM, or with `labels` a mean-pooling classifier on the encoder
+    (sftline.models.classifier); for method lora, LoRA adapters on every linear layer of the
+    decoder or encoder (a classifier's head is trained whole)."""
+    from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
     if labels is None:
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, local_files_only=True)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base_path,
-            dtype=dtype,
-            local_files_only=True,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
-    if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        return _with_lora(model, config, "CAUSAL_LM").to(device)
+    encoder = load_encoder(base_path, dtype=dtype)
+    adapted = _with_lora(encoder, config, "FEATURE_EXTRACTION")
+    classifier = SentenceClassifier(adapted, list(labels), pooling=config.pooling)
+    return classifier.to(device)
 
-        lora = LoraConfig(
-            r=config.lora.rank,
-            lora_alpha=config.lora.alpha,
-            lora_dropout=config.lora.dropout,
-            target_modules=config.lora.target_modules,
-            task_type="CAUSAL_LM" if labels is None else "SEQ_CLS",
-        )
-        adapted = get_peft_model(model, lora)
-        use_bit_dropout(adapted)  # the same dropout in distribution, a fraction of its CPU cost
-        return adapted.to(device)  # type: ignore[no-any-return]
-    return model.to(device)  # type: ignore[no-any-return,arg-type]
+
+def _with_lora(model: Any, config: TrainConfig, task_type: str) -> Any:
+    if config.method != "lora":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora.rank,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        task_type=task_type,
+    )
+    adapted = get_peft_model(model, lora)
+    use_bit_dropout(adapted)  # the same dropout in distribution, a fraction of its CPU cost
+    return adapted
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
