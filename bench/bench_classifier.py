@@ -37,8 +37,10 @@ ROWS: dict[str, tuple[list[str], str]] = {
     "default": ([], "the recipe as it is"),
     "cls-pooling": (["--pooling", "cls"], "[CLS] token instead of the mean"),
     "lr-2e-5": (["--lr", "2e-5"], "lr 2e-5 (the full fine-tuning default for chat)"),
+    "lr-2e-4": (["--lr", "2e-4"], "lr 2e-4"),
     "lr-4e-4": (["--lr", "4e-4"], "lr 4e-4"),
     "epochs-3": (["--epochs", "3"], "3 epochs instead of the data-scaled count"),
+    "epochs-8": (["--epochs", "8"], "8 epochs instead of the data-scaled count"),
     "no-warmup": (["--warmup-ratio", "0"], "no warmup"),
     "no-weight-decay": (["--weight-decay", "0"], "no weight decay"),
     "label-smoothing": (["--label-smoothing", "0.1"], "label smoothing 0.1"),
@@ -103,7 +105,7 @@ def setup(project: Path, source: Path) -> None:
         ROOT,
     )
     run([SFTLINE, "models", "pull", "minilm-l6"], project)
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         run(
             [
                 SFTLINE,
@@ -128,10 +130,13 @@ def measure(project: Path, name: str, flags: list[str]) -> dict[str, object]:
     summary = json.loads(out)
     minutes = (time.perf_counter() - started) / 60
     evaluated, _ = run(
-        [SFTLINE, "eval", summary["run"], "--on", "clinc-test", "--no-base", "--json"], project
+        [SFTLINE, "eval", summary["run"], "--on", "clinc-val", "--on", "clinc-test", "--no-base", "--json"],
+        project,
     )
-    report = json.loads(evaluated)
-    overall = report["sections"][0]["metrics"]["overall"]
+    sections = {
+        s["dataset"].split("@")[0]: s["metrics"]["overall"] for s in json.loads(evaluated)["sections"]
+    }
+    overall, val = sections["clinc-test"], sections["clinc-val"]
     described = json.loads((Path(summary["output"]) / "classifier.json").read_text())
     abstention = described.get("abstention", {})
     return {
@@ -145,6 +150,7 @@ def measure(project: Path, name: str, flags: list[str]) -> dict[str, object]:
         "abstention_recall": overall["abstention_recall"],
         "ece": overall["ece"],
         "macro_f1": overall["macro_f1"],
+        "val": {k: round(val[k]["value"], 4) for k in ("in_scope_accuracy", "abstention_recall", "ece")},
         "rule": abstention.get("rule"),
         "holdout": abstention.get("holdout"),
         "temperature": described.get("temperature"),
@@ -181,11 +187,16 @@ def main() -> None:
         result = measure(project, name, flags)
         results.append(result)
         print(json.dumps(result), flush=True)
-    print("\n| row | in-scope accuracy | out-of-scope recall | ECE | macro-F1 | steps | minutes | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| row | val in-scope / OOS recall | in-scope accuracy | out-of-scope recall | ECE | macro-F1 "
+        "| steps | minutes | peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
-            f"| {ROWS[str(r['row'])][1]} | {pct(r['in_scope_accuracy'])} | {pct(r['abstention_recall'])} | "
+            f"| {ROWS[str(r['row'])][1]} | {100 * r['val']['in_scope_accuracy']:.1f} / "
+            f"{100 * r['val']['abstention_recall']:.1f} | {pct(r['in_scope_accuracy'])} | "
+            f"{pct(r['abstention_recall'])} | "
             f"{100 * r['ece']['value']:.1f} | {100 * r['macro_f1']['value']:.1f} | {r['steps']} | "
             f"{r['minutes']} | {r['peak_rss_mb']} MB |"
         )

@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_near_duplicates import synthetic_queries  # noqa: E402
 
-from sftline.config import Contract, GatesConfig, OutputFormat  # noqa: E402
+from sftline.config import GatesConfig  # noqa: E402
+from sftline.contract.spec import Contract, OutputFormat  # noqa: E402
+from sftline.data.common_text import find_common_text  # noqa: E402
 from sftline.data.example import Example, Provenance  # noqa: E402
 from sftline.gates.engine import make_engine  # noqa: E402
 from sftline.gates.lengths import HfTokenCounter  # noqa: E402
@@ -77,7 +79,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         model = materialise_embedded("minilm-l6", Path(cache))
         counter = HfTokenCounter.from_folder(model.path, "minilm-l6")
-    gates = build_gates(GatesConfig(), contract, against={"heldout": held_out}, token_counter=counter)
+    common = find_common_text({"data": examples, "heldout": held_out}, contract.system_prompt)
+    gates = build_gates(
+        GatesConfig(), contract, against={"heldout": held_out}, common=common, token_counter=counter
+    )
     marks: list[tuple[str, float]] = []
     start = time.perf_counter()
     result = run_gates(

@@ -8,6 +8,12 @@ is slow), peak RSS, and recall against exact Jaccard: of all pairs among the bas
 exact Jaccard (same shingles) is >= threshold, the fraction each method puts in one cluster
 (ours also in the clusters of the full run); and the flagged rows whose exact Jaccard with their
 cluster's representative is below threshold - 0.1 (chains, or estimates that came out high).
+
+The gate's flags are measured twice on the baseline rows, as union-find clusters flag them (every
+member but the earliest, the gate before issue 14) and as the gate flags them now (groups without
+chains, `sftline.text.groups`): precision is the share of flags whose exact Jaccard with their
+representative is >= threshold, recall the share of exact pairs (>= threshold) of which at least
+one text is flagged (a pair left with both texts kept is a near duplicate the gate missed).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
+from sftline.text.groups import near_duplicate_groups
 from sftline.text.minhash import NearDuplicateIndex, exact_jaccard, shingles
 
 T = TypeVar("T")
@@ -187,6 +194,17 @@ def loose_flags(texts: Sequence[str], roots: np.ndarray, below: float) -> int:
     return sum(exact_jaccard(texts[k], texts[roots[k]]) < below for k in flagged.tolist())
 
 
+def flag_quality(
+    texts: Sequence[str], flags: dict[int, int], pairs: tuple[np.ndarray, np.ndarray], threshold: float
+) -> tuple[float, float]:
+    """(precision, recall) of flags {member: representative} against exact Jaccard."""
+    precise = sum(exact_jaccard(texts[m], texts[r]) >= threshold - 1e-9 for m, r in flags.items())
+    i, j = pairs
+    resolved = sum(a in flags or b in flags for a, b in zip(i.tolist(), j.tolist(), strict=True))
+    precision = precise / len(flags) if flags else float("nan")
+    return round(precision, 4), round(resolved / i.size, 4) if i.size else float("nan")
+
+
 def cluster_roots(index: NearDuplicateIndex) -> np.ndarray:
     roots = np.arange(len(index.signatures))
     for group in index.clusters():
@@ -221,7 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     start = time.perf_counter()
-    subset_roots = cluster_roots(NearDuplicateIndex.build(texts[:n_base], **opts))
+    groups = near_duplicate_groups(index, texts)
+    groups_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    subset_index = NearDuplicateIndex.build(texts[:n_base], **opts)
+    subset_roots = cluster_roots(subset_index)
     ours_base_s = time.perf_counter() - start
     start = time.perf_counter()
     base_roots = np.array(datasketch_roots(texts[:n_base], **opts))
@@ -233,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return round(float(np.mean(r[i] == r[j])), 4) if i.size else float("nan")
 
     loose = args.threshold - 0.1
+    chained = {k: int(subset_roots[k]) for k in np.flatnonzero(subset_roots != np.arange(n_base)).tolist()}
+    subset_groups = near_duplicate_groups(subset_index, texts[:n_base])
+    grouped = {m: g.representative for g in subset_groups for m, _ in g.members}
+    chained_quality = flag_quality(texts[:n_base], chained, (i, j), args.threshold)
+    grouped_quality = flag_quality(texts[:n_base], grouped, (i, j), args.threshold)
     result = {
         "source": source, "rows": len(texts), "baseline_rows": n_base,
         "bands": index.bands, "rows_per_band": index.rows,
@@ -248,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ours_recall": recall(subset_roots), "datasketch_recall": recall(base_roots),
         "ours_recall_in_full_run": recall(roots),
         "ours_flags_jaccard_lt_t-0.1": loose_flags(texts[:n_base], subset_roots, loose),
+        "gate_groups_seconds": round(groups_s, 2),
+        "gate_flagged": sum(len(g.members) for g in groups),
+        "gate_union_find_precision": chained_quality[0], "gate_union_find_recall": chained_quality[1],
+        "gate_no_chain_precision": grouped_quality[0], "gate_no_chain_recall": grouped_quality[1],
         "datasketch_flags_jaccard_lt_t-0.1": loose_flags(texts[:n_base], base_roots, loose),
     }  # fmt: skip
     if args.json:

@@ -28,6 +28,7 @@ from sftline.data.versions import NAME_PATTERN
 from sftline.errors import ConfigError, ProjectNotFound
 from sftline.evals.settings import EvalStationSettings
 from sftline.gates.settings import CheckSettings
+from sftline.safe_yaml import load_yaml
 from sftline.train.config import TrainConfig
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -109,6 +110,22 @@ class BalanceSettings(GateSettings):
     """Tag keys to check (default: every tag key)."""
 
 
+class LabelNoiseSettings(GateSettings):
+    action: Action = "warn"
+    """On by default where it applies: classification labels, or chat answers from a label set
+    (the contract's, or one inferred from the answers); free-text answers are not judged."""
+    folds: int = Field(default=5, ge=2, le=20)
+    """Folds of out-of-fold probabilities; labels with fewer examples than this are left out."""
+    seed: int = 0
+    """Seed of the fold assignment."""
+
+
+class SemanticDuplicateSettings(GateSettings):
+    action: Action = "off"
+    threshold: float = Field(default=0.95, gt=0, le=1)
+    """Cosine similarity of MiniLM embeddings at or above which two inputs are paraphrases."""
+
+
 class GatesConfig(_Strict):
     """The quality gates `sftline data check` runs, in this order."""
 
@@ -120,6 +137,8 @@ class GatesConfig(_Strict):
     format: GateSettings = GateSettings()
     lengths: LengthSettings = LengthSettings()
     balance: BalanceSettings = BalanceSettings()
+    label_noise: LabelNoiseSettings = LabelNoiseSettings()
+    semantic_duplicates: SemanticDuplicateSettings = SemanticDuplicateSettings()
 
 
 class ReleaseCriterion(_Strict):
@@ -238,12 +257,12 @@ class ProjectConfig(_Strict):
     line: LineConfig | None = None
     """The stations `sftline run` runs (see LineConfig)."""
 
-    @field_validator("model_name")
+    @field_validator("model_name", "base_model")
     @classmethod
     def _model_name_is_a_name(cls, value: str | None) -> str | None:
-        if value is not None and not NAME_PATTERN.match(value):
+        if value is not None and not NAME_PATTERN.fullmatch(value):
             raise ValueError(
-                f"invalid model name {value!r}: use letters, digits, '-', '_' and '.', "
+                f"invalid model name {value[:80]!r}: use letters, digits, '-', '_' and '.', "
                 "starting with a letter or digit (at most 200 characters)"
             )
         return value
@@ -284,31 +303,43 @@ def load_settings(model: type[_M], path: Path | None, overrides: dict[str, Any],
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read {what} ({exc})") from exc
+            data = load_yaml(read_utf8(path)) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: cannot read {what} ({' '.join(str(exc).split())})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: {what} must be a mapping of settings")
     data.update({k: v for k, v in overrides.items() if v is not None and v != []})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        source = str(path) if path else f"{what} options"
+        source = str(path) if path else what
         raise ConfigError(format_validation_error(exc, source), validation_problems(exc)) from exc
 
 
 def load_config(path: Path) -> ProjectConfig:
+    text = read_utf8(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     return parse_config(data, str(path))
+
+
+def read_utf8(path: Path) -> str:
+    """The text of a config file, or a `ConfigError` naming the file and what is wrong with it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from exc
 
 
 class Project:
@@ -329,6 +360,11 @@ class Project:
     @property
     def models_cache_dir(self) -> Path:
         return self.state_dir / "cache" / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs' folders: `runs/<run name>/` (checkpoints, model, manifest)."""
+        return self.state_dir / "runs"
 
     @property
     def database_url(self) -> str:

@@ -50,6 +50,15 @@ class OptionalDependencyMissing(SftlineError):
         self.package = package
 
 
+class VersionConflict(SftlineError):
+    """Another process gave a dataset a new version between this one reading its newest version
+    and committing the next (the compare-and-set on the newest version failed)."""
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"{name} changed meanwhile; run again")
+        self.name = name
+
+
 class FrozenDatasetError(SftlineError):
     """A change to a frozen gold set, or a training set that overlaps one."""
 
@@ -80,3 +89,7 @@ class SplitError(SftlineError):
 
 class ComparisonError(SftlineError):
     """The two evaluations cannot be compared (no examples in common)."""
+
+
+class ErasureError(SftlineError):
+    """A purge request is malformed, or a dataset it names cannot be rewritten."""

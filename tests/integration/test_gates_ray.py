@@ -12,6 +12,7 @@ pytest.importorskip("ray")
 from sftline.cli.main import main  # noqa: E402
 from sftline.config import GatesConfig  # noqa: E402
 from sftline.contract.spec import Contract, OutputFormat  # noqa: E402
+from sftline.data.common_text import find_common_text  # noqa: E402
 from sftline.data.example import Example, Provenance  # noqa: E402
 from sftline.gates.engine import LocalEngine, RayEngine  # noqa: E402
 from sftline.gates.lengths import WhitespaceCounter  # noqa: E402
@@ -53,14 +54,17 @@ def test_ray_engine_gives_the_same_result_as_local(ray_engine: RayEngine) -> Non
             )
         ]
     }
-    gates = build_gates(GatesConfig(), contract, against=gold, token_counter=WhitespaceCounter())
+    common = find_common_text({"d@v1": examples, **gold}, contract.system_prompt)
+    gates = build_gates(
+        GatesConfig(), contract, against=gold, common=common, token_counter=WhitespaceCounter()
+    )
     local = run_gates(examples, gates, engine=LocalEngine())
     distributed = run_gates(examples, gates, engine=ray_engine)
-    assert [(r.example.id, r.reason) for r in distributed.rejected] == [
-        (r.example.id, r.reason) for r in local.rejected
+    assert [(f.example.id, f.reasons) for f in distributed.flagged] == [
+        (f.example.id, f.reasons) for f in local.flagged
     ]
     assert [e.id for e in distributed.accepted] == [e.id for e in local.accepted]
-    assert {r.reason for r in local.rejected} >= {
+    assert {r.reason for f in local.rejected for r in f.reasons} >= {
         "exact_duplicate",
         "conflicting_labels",
         "pii_email",

@@ -73,7 +73,9 @@ def _print_check(summary: dict[str, Any], report: dict[str, Any]) -> None:
         f" + quarantined {summary['quarantined']}"
         f"  ({summary['warned']} warned, {summary['redacted']} redacted)"
     )
-    table = Table("gate", "reason", "blocked", "warned", "redacted", title="gates")
+    for entry in summary.get("left_out", []):
+        console.print(f"compared: {entry['why']}", markup=False)
+    table = Table("gate", "reason", "blocked", "warned", "redacted", title="gates (examples per reason)")
     for gate, reasons in summary["counts"].items():
         if not reasons:
             table.add_row(gate, "-", "0", "0", "0")
@@ -88,6 +90,9 @@ def _print_check(summary: dict[str, Any], report: dict[str, Any]) -> None:
             + ", ".join(f"{k} {v:.0f}" for k, v in p.items())
             + f"; {lengths['over_max_length']} over max_length {lengths['max_length']}"
         )
+    shape = report["gates"].get("format", {}).get("inferred")
+    if shape:
+        console.print(f"format: {report['gates']['format']['why']}", markup=False)
     near = report["gates"].get("near_duplicates")
     if near:
         console.print(f"near-duplicate clusters: {near['n_clusters']}")
@@ -106,38 +111,52 @@ def rejects(
     ref: Annotated[
         str, typer.Argument(help="NAME@VERSION that was checked (or the version a check produced).")
     ],
-    reason: Annotated[str | None, typer.Option(help="Only this reason, e.g. near_duplicate.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Only rows with this reason, e.g. near_duplicate.")
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option(help="Only rows with this action: block (quarantined) or warn (kept).")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows shown in the human output.")] = 50,
     json_output: JsonFlag = False,
 ) -> None:
-    """The examples the latest check of a version quarantined, with gate, reason and detail."""
+    """Every example the latest check of a version flagged, blocked or warned, with all its reasons."""
     import pyarrow.parquet as pq
 
+    from sftline.gates.rows import rows_from_table
     from sftline.record.queries import latest_gate_report, resolve
 
+    if action not in (None, "block", "warn"):
+        raise SftlineError(f"--action {action!r}: use block or warn")
     with open_workspace() as workspace, workspace.record.session() as session:
         version = resolve(session, ref)
         report = latest_gate_report(session, version)
         if report is None:
             raise SftlineError(f"{version.ref} has not been checked; run `sftline data check {version.ref}`")
         rows = (
-            pq.read_table(workspace.objects.open_path(report.rejects_object)).to_pylist()
+            rows_from_table(pq.read_table(workspace.objects.open_path(report.rejects_object)))
             if report.rejects_object
             else []
         )
         checked_ref = report.checked_version.ref
     if reason:
-        rows = [r for r in rows if r["reason"] == reason]
-    for row in rows:
-        row["example"] = json.loads(row["example"])
+        rows = [row for row in rows if any(r["reason"] == reason for r in row["reasons"])]
+    if action:
+        rows = [row for row in rows if row["action"] == action]
     if json_output:
-        print_json({"checked": checked_ref, "report_id": report.id, "rejects": rows})
+        print_json({"checked": checked_ref, "report_id": report.id, "rows": rows})
         return
     table = Table(
-        "example", "where", "gate", "reason", "detail", title=f"quarantined by the check of {checked_ref}"
+        "example", "where", "action", "reasons", "detail", title=f"flagged by the check of {checked_ref}"
     )
     for row in rows[:limit]:
-        table.add_row(row["example_id"], row["location"], row["gate"], row["reason"], row["detail"])
+        table.add_row(
+            row["example_id"],
+            row["location"],
+            row["action"],
+            ", ".join(f"{r['gate']}/{r['reason']}" for r in row["reasons"]),
+            "; ".join(r["detail"] for r in row["reasons"]),
+        )
     console.print(table)
     if len(rows) > limit:
         console.print(f"... {len(rows) - limit} more (--limit or --json)")

@@ -31,7 +31,8 @@ def import_(
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Import a file as a new version of a dataset; bad records are quarantined with reasons."""
+    """Import a file or a dataset folder as a new version of a dataset; bad records are quarantined
+    with reasons."""
     from sftline.config import load_settings
     from sftline.stations.ingest import import_station
 
@@ -68,6 +69,9 @@ def _print_import(summary: dict[str, Any]) -> None:
     )
     if summary["skipped_splits"]:
         console.print(f"not imported (other splits): {summary['skipped_splits']}")
+    if summary.get("unkept_keys"):
+        kept_not = ", ".join(f"{key} ({count})" for key, count in summary["unkept_keys"].items())
+        console.print(f"keys not kept (records that carry them): {kept_not}", markup=False)
     if summary["reasons"]:
         table = Table("reason", "count", title="quarantined")
         for reason, count in summary["reasons"].items():
@@ -142,7 +146,7 @@ def _slice_table(stats: dict[str, Any], title: str) -> Table:
 @app.command()
 def show(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (v2, a hash prefix, latest).")],
-    head_rows: Annotated[int, typer.Option("--head", help="Show the first N examples.")] = 0,
+    head_rows: Annotated[int, typer.Option("--head", min=0, help="Show the first N examples.")] = 0,
     json_output: JsonFlag = False,
 ) -> None:
     """Show a version: counts, slices, labels, provenance and the first examples."""
@@ -185,6 +189,9 @@ def show(
 def _example_json(example: Any) -> dict[str, Any]:
     data = {"id": example.id, **{k: v for k, v in example.content().items() if v not in (None, {}, [])}}
     data["provenance"] = example.provenance.location
+    # the same place, structured, as in `data rejects --json`
+    place = example.provenance
+    data.update(file=place.source, line=place.line, pointer=place.pointer)
     return data
 
 

@@ -24,6 +24,7 @@ from sftline.cli import data as data_cli
 from sftline.cli import evals as evals_cli
 from sftline.cli import holdouts as holdouts_cli
 from sftline.cli import line as line_cli
+from sftline.cli import maintenance as maintenance_cli
 from sftline.cli import models as models_cli
 from sftline.cli import output
 from sftline.cli import train as train_cli
@@ -46,6 +47,7 @@ app.add_typer(config_cli.app, name="config")
 train_cli.register(app)
 evals_cli.register(app)
 line_cli.register(app)
+maintenance_cli.register(app, data_cli.app)
 
 
 def _version(value: bool) -> None:

@@ -22,15 +22,18 @@ class Provenance:
     """Where an example came from."""
 
     source: str
-    """The input file's name as imported."""
+    """The input file's name as imported; in a dataset folder, `folder/relative/path.parquet`."""
     source_sha256: str
-    """sha256 of the whole input file."""
+    """sha256 of the whole input file (as stored: a .gz file's compressed bytes)."""
     format: str
-    """The import format that read it (chat, prompt-completion, alpaca, classification, pairs)."""
+    """The import format that read it (chat, sharegpt, prompt-completion, alpaca, classification,
+    pairs, text)."""
     line: int | None = None
-    """1-based line in the file where the record starts (the row number for Parquet)."""
+    """1-based line in the file where the record starts; None where the file has no lines (Parquet,
+    Arrow)."""
     pointer: str | None = None
-    """Position inside a JSON document, e.g. `train[17]`; None for line-based files."""
+    """Position inside a JSON document, e.g. `train[17]`, or a table's 0-based row, `[3]` (with the
+    split of a dataset folder's shard: `train[3]`); None for line-based files."""
 
     @property
     def location(self) -> str:

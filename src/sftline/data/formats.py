@@ -1,30 +1,43 @@
 """Record formats: turn one parsed record into a canonical example, or say why not.
 
 Each converter returns `Fields` (the example's data) or a `Rejection` (reason code, field,
-detail). Reason codes are stable names that reports and tests count on.
+detail). Reason codes are stable names that reports and tests count on. `Fields.unkept` names the
+keys a record carried that the example does not keep, for the import summary.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Format = Literal["chat", "prompt-completion", "alpaca", "classification", "pairs"]
-FORMATS: tuple[str, ...] = ("chat", "prompt-completion", "alpaca", "classification", "pairs")
+from sftline.data.messages import (
+    Rejection,
+    check_message,
+    check_messages,
+    embedded_json,
+    message_unkept_keys,
+    missing,
+    require_assistant,
+    unkept_keys,
+    wrong_type,
+)
+from sftline.data.sharegpt import sharegpt_turn
+
+Format = Literal["chat", "sharegpt", "prompt-completion", "alpaca", "classification", "pairs", "text"]
+FORMATS: tuple[str, ...] = (
+    "chat",
+    "sharegpt",
+    "prompt-completion",
+    "alpaca",
+    "classification",
+    "pairs",
+    "text",
+)
 
 TEXT_FIELDS = ("text", "sentence", "query", "utterance", "input", "question", "prompt")
 LABEL_FIELDS = ("label", "intent", "category", "class", "target", "labels")
 TAG_FIELDS = ("tags", "metadata")
-_MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "weight", "refusal"}
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    reason: str
-    field: str
-    detail: str
 
 
 @dataclass(slots=True)
@@ -35,6 +48,8 @@ class Fields:
     label: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     record_id: str | None = None
+    unkept: list[str] = field(default_factory=list)
+    """Keys the record carried that the example does not keep: `source`, `messages[].refusal`."""
 
 
 @dataclass(frozen=True)
@@ -48,158 +63,54 @@ class FormatOptions:
 Converter = Callable[[Any, FormatOptions], "Fields | Rejection"]
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _wrong_type(where: str, expected: str, value: Any) -> Rejection:
-    return Rejection("wrong_type", where, f"expected {expected}, got {_type_name(value)}")
-
-
-def _missing(where: str) -> Rejection:
-    return Rejection("missing_field", where, f"'{where}' is required")
-
-
-def _common(record: Mapping[str, Any], options: FormatOptions, fields: Fields) -> Rejection | None:
-    """Id and tags, which every dict-shaped format may carry."""
+def _common(
+    record: Mapping[str, Any], options: FormatOptions, fields: Fields, used: tuple[str, ...]
+) -> Fields | Rejection:
+    """Id and tags, which every dict-shaped format may carry; `used` are the format's own keys."""
     record_id = record.get(options.id_field)
     if record_id is not None:
         if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
-            return _wrong_type(options.id_field, "a string or integer", record_id)
+            return wrong_type(options.id_field, "a string or integer", record_id)
+        if isinstance(record_id, str) and not record_id.strip():
+            return Rejection("empty_id", options.id_field, "the id is blank; give one or leave the field out")
         fields.record_id = str(record_id)
     for name in TAG_FIELDS:
         if name in record and record[name] is not None:
             tags = record[name]
             if not isinstance(tags, dict):
-                return _wrong_type(name, "an object of tag names to values", tags)
+                return wrong_type(name, "an object of tag names to values", tags)
             for key, value in tags.items():
                 if isinstance(value, (dict, list)):
-                    return _wrong_type(f"{name}.{key}", "a scalar", value)
+                    return wrong_type(f"{name}.{key}", "a scalar", value)
                 fields.tags[str(key)] = str(value)
     for name in options.tag_fields:
         value = record.get(name)
         if value is None or value == "":
-            return _missing(name)
+            return missing(name)
         if isinstance(value, (dict, list)):
-            return _wrong_type(name, "a scalar", value)
+            return wrong_type(name, "a scalar", value)
         fields.tags[name] = str(value)
-    return None
-
-
-def _content_text(content: Any, where: str) -> str | None | Rejection:
-    """OpenAI content: a string, null, or a list of text parts."""
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for index, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else _type_name(part)
-                return Rejection("unsupported_content", f"{where}[{index}]", f"content part of type {kind!r}")
-            if not isinstance(part.get("text"), str):
-                return _wrong_type(f"{where}[{index}].text", "a string", part.get("text"))
-            texts.append(part["text"])
-        return "".join(texts)
-    return _wrong_type(where, "a string or a list of text parts", content)
-
-
-def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]] | Rejection:
-    if not isinstance(calls, list) or not calls:
-        return _wrong_type(where, "a non-empty list", calls)
-    checked = []
-    for index, call in enumerate(calls):
-        at = f"{where}[{index}]"
-        if not isinstance(call, dict):
-            return _wrong_type(at, "an object", call)
-        function = call.get("function")
-        if not isinstance(function, dict):
-            return Rejection("invalid_tool_call", f"{at}.function", "a tool call needs a 'function' object")
-        name, arguments = function.get("name"), function.get("arguments")
-        if not isinstance(name, str) or not name:
-            return Rejection("invalid_tool_call", f"{at}.function.name", "missing or not a string")
-        if isinstance(arguments, str):
-            try:
-                json.loads(arguments)
-            except json.JSONDecodeError as exc:
-                return Rejection("invalid_tool_call", f"{at}.function.arguments", f"not JSON: {exc.msg}")
-        elif isinstance(arguments, dict):
-            arguments = json.dumps(arguments, ensure_ascii=False)
-        else:
-            return _wrong_type(f"{at}.function.arguments", "a JSON string", arguments)
-        entry: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": arguments}}
-        if call.get("id") is not None:
-            entry["id"] = str(call["id"])
-        checked.append(entry)
-    return checked
-
-
-def check_message(message: Any, where: str) -> dict[str, Any] | Rejection:
-    """Validate one OpenAI-format chat message and return its canonical form."""
-    if not isinstance(message, dict):
-        return _wrong_type(where, "an object", message)
-    if "role" not in message:
-        return _missing(f"{where}.role")
-    role = message["role"]
-    if not isinstance(role, str):
-        return _wrong_type(f"{where}.role", "a string", role)
-    role = "system" if role == "developer" else role
-    if role not in ("system", "user", "assistant", "tool"):
-        return Rejection(
-            "unknown_role", f"{where}.role", f"role {role!r} is not system, user, assistant or tool"
-        )
-    content = _content_text(message.get("content"), f"{where}.content")
-    if isinstance(content, Rejection):
-        return content
-    canonical: dict[str, Any] = {"role": role, "content": content}
-    if message.get("tool_calls") is not None:
-        if role != "assistant":
-            return Rejection("invalid_tool_call", f"{where}.tool_calls", f"a {role} turn cannot call tools")
-        calls = _tool_calls(message["tool_calls"], f"{where}.tool_calls")
-        if isinstance(calls, Rejection):
-            return calls
-        canonical["tool_calls"] = calls
-    empty = content is None or not content.strip()
-    if role == "assistant" and empty and "tool_calls" not in canonical:
-        return Rejection("empty_assistant", f"{where}.content", "the assistant turn is empty")
-    if role != "assistant" and empty:
-        return Rejection("empty_content", f"{where}.content", f"the {role} turn is empty")
-    if role == "tool":
-        call_id = message.get("tool_call_id")
-        if not isinstance(call_id, str) or not call_id:
-            return _missing(f"{where}.tool_call_id")
-        canonical["tool_call_id"] = call_id
-    if message.get("name") is not None:
-        if not isinstance(message["name"], str):
-            return _wrong_type(f"{where}.name", "a string", message["name"])
-        canonical["name"] = message["name"]
-    if "weight" in message:
-        if message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
-            return _wrong_type(f"{where}.weight", "0 or 1", message["weight"])
-        if role == "assistant":
-            canonical["weight"] = int(message["weight"])
-    return canonical
-
-
-def check_messages(messages: Any, where: str) -> list[dict[str, Any]] | Rejection:
-    if not isinstance(messages, list):
-        return _wrong_type(where, "a list of messages", messages)
-    if not messages:
-        return Rejection("empty_messages", where, "the conversation has no messages")
-    checked = []
-    for index, message in enumerate(messages):
-        result = check_message(message, f"{where}[{index}]")
-        if isinstance(result, Rejection):
-            return result
-        checked.append(result)
-    if not any(m["role"] == "assistant" for m in checked):
-        return Rejection("no_assistant_turn", where, "no assistant turn to learn from")
-    return checked
+    kept = (*used, options.id_field, *TAG_FIELDS, *options.tag_fields)
+    fields.unkept = unkept_keys(record, kept) + fields.unkept
+    return fields
 
 
 def _require_dict(record: Any) -> Mapping[str, Any] | Rejection:
     if not isinstance(record, dict):
-        return _wrong_type("(record)", "an object", record)
+        return wrong_type("(record)", "an object", record)
     return record
+
+
+def _check_tools(tools: Any, where: str) -> list[dict[str, Any]] | Rejection:
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        return wrong_type(where, "a list of tool objects", tools)
+    for index, tool in enumerate(tools):
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return Rejection(
+                "invalid_tool", f"{where}[{index}].function.name", "a tool needs a function name"
+            )
+    return tools
 
 
 def convert_chat(record: Any, options: FormatOptions) -> Fields | Rejection:
@@ -207,23 +118,76 @@ def convert_chat(record: Any, options: FormatOptions) -> Fields | Rejection:
     if isinstance(checked, Rejection):
         return checked
     if "messages" not in checked:
-        return _missing("messages")
+        return missing("messages")
     messages = check_messages(checked["messages"], "messages")
     if isinstance(messages, Rejection):
         return messages
-    fields = Fields(messages=messages)
-    tools = checked.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-            return _wrong_type("tools", "a list of tool objects", tools)
-        for index, tool in enumerate(tools):
-            function = tool.get("function")
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                return Rejection(
-                    "invalid_tool", f"tools[{index}].function.name", "a tool needs a function name"
-                )
+    fields = Fields(messages=messages, unkept=message_unkept_keys(checked["messages"], messages, "messages"))
+    if checked.get("tools") is not None:
+        tools = _check_tools(checked["tools"], "tools")
+        if isinstance(tools, Rejection):
+            return tools
         fields.tools = tools
-    return _common(checked, options, fields) or fields
+    return _common(checked, options, fields, ("messages", "tools"))
+
+
+def _sharegpt_tools(tools: Any) -> list[dict[str, Any]] | Rejection:
+    """`tools` as a list or a JSON string of them; LLaMA-Factory's bare functions get wrapped."""
+    if isinstance(tools, str):
+        if not tools.strip():
+            return []
+        tools = embedded_json(tools, "tools", "invalid_tool")
+        if isinstance(tools, Rejection):
+            return tools
+    if isinstance(tools, list):
+        tools = [
+            {"type": "function", "function": tool}
+            if isinstance(tool, dict) and "function" not in tool
+            else tool
+            for tool in tools
+        ]
+    return _check_tools(tools, "tools")
+
+
+def convert_sharegpt(record: Any, options: FormatOptions) -> Fields | Rejection:
+    """`{"conversations": [{"from": "human", "value": ...}, ...], "system"?, "tools"?}`."""
+    checked = _require_dict(record)
+    if isinstance(checked, Rejection):
+        return checked
+    key = "conversations" if "conversations" in checked or "messages" not in checked else "messages"
+    if key not in checked:
+        return missing(key)
+    turns = checked[key]
+    if not isinstance(turns, list):
+        return wrong_type(key, "a list of turns", turns)
+    if not turns:
+        return Rejection("empty_messages", key, "the conversation has no turns")
+    messages: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for index, turn in enumerate(turns):
+        message = sharegpt_turn(turn, f"{key}[{index}]", index, pending)
+        if isinstance(message, Rejection):
+            return message
+        messages.append(message)
+    unkept = message_unkept_keys(turns, messages, key, {"from": "role", "value": "content"})
+    system = checked.get("system")
+    if system is not None and not isinstance(system, str):
+        return wrong_type("system", "a string", system)
+    if system and system.strip():
+        if messages[0]["role"] == "system":
+            unkept.append("system")  # the conversation's own system turn wins
+        else:
+            messages.insert(0, {"role": "system", "content": system})
+    checked_messages = require_assistant(messages, key)
+    if isinstance(checked_messages, Rejection):
+        return checked_messages
+    fields = Fields(messages=checked_messages, unkept=unkept)
+    if checked.get("tools") is not None:
+        tools = _sharegpt_tools(checked["tools"])
+        if isinstance(tools, Rejection):
+            return tools
+        fields.tools = tools or None
+    return _common(checked, options, fields, (key, "system", "tools"))
 
 
 def _side(value: Any, where: str, role: str) -> list[dict[str, Any]] | Rejection:
@@ -243,7 +207,7 @@ def _side(value: Any, where: str, role: str) -> list[dict[str, Any]] | Rejection
         if not checked:
             return Rejection("empty_content" if role == "user" else "empty_assistant", where, "empty")
         return checked
-    return _wrong_type(where, "a string or a list of messages", value)
+    return wrong_type(where, "a string or a list of messages", value)
 
 
 def convert_prompt_completion(record: Any, options: FormatOptions) -> Fields | Rejection:
@@ -252,7 +216,7 @@ def convert_prompt_completion(record: Any, options: FormatOptions) -> Fields | R
         return checked
     for name in ("prompt", "completion"):
         if name not in checked:
-            return _missing(name)
+            return missing(name)
     prompt = _side(checked["prompt"], "prompt", "user")
     if isinstance(prompt, Rejection):
         return prompt
@@ -261,8 +225,28 @@ def convert_prompt_completion(record: Any, options: FormatOptions) -> Fields | R
         return completion
     if not any(m["role"] == "assistant" for m in completion):
         return Rejection("no_assistant_turn", "completion", "the completion has no assistant turn")
-    fields = Fields(messages=prompt + completion)
-    return _common(checked, options, fields) or fields
+    unkept = []
+    for name, side in (("prompt", prompt), ("completion", completion)):
+        if isinstance(checked[name], list):
+            unkept += message_unkept_keys(checked[name], side, name)
+    fields = Fields(messages=prompt + completion, unkept=unkept)
+    return _common(checked, options, fields, ("prompt", "completion"))
+
+
+def _alpaca_history(history: Any) -> list[dict[str, Any]] | Rejection:
+    """LLaMA-Factory's `history`: earlier `[instruction, response]` turns, oldest first."""
+    if not isinstance(history, list):
+        return wrong_type("history", "a list of [instruction, response] pairs", history)
+    messages: list[dict[str, Any]] = []
+    for index, pair in enumerate(history):
+        if not isinstance(pair, list) or len(pair) != 2:
+            return wrong_type(f"history[{index}]", "an [instruction, response] pair", pair)
+        for position, role in enumerate(("user", "assistant")):
+            message = check_message({"role": role, "content": pair[position]}, "")
+            if isinstance(message, Rejection):
+                return Rejection(message.reason, f"history[{index}][{position}]", message.detail)
+            messages.append(message)
+    return messages
 
 
 def convert_alpaca(record: Any, options: FormatOptions) -> Fields | Rejection:
@@ -271,10 +255,10 @@ def convert_alpaca(record: Any, options: FormatOptions) -> Fields | Rejection:
         return checked
     for name in ("instruction", "output"):
         if name not in checked:
-            return _missing(name)
+            return missing(name)
     for name in ("instruction", "input", "output", "system"):
         if checked.get(name) is not None and not isinstance(checked[name], str):
-            return _wrong_type(name, "a string", checked[name])
+            return wrong_type(name, "a string", checked[name])
     instruction, output = checked["instruction"], checked["output"]
     if not instruction.strip():
         return Rejection("empty_content", "instruction", "the instruction is empty")
@@ -285,9 +269,14 @@ def convert_alpaca(record: Any, options: FormatOptions) -> Fields | Rejection:
     messages: list[dict[str, Any]] = []
     if (checked.get("system") or "").strip():
         messages.append({"role": "system", "content": checked["system"]})
+    if checked.get("history") is not None:
+        history = _alpaca_history(checked["history"])
+        if isinstance(history, Rejection):
+            return history
+        messages += history
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     fields = Fields(messages=messages)
-    return _common(checked, options, fields) or fields
+    return _common(checked, options, fields, ("instruction", "input", "output", "system", "history"))
 
 
 def pick_field(names: Mapping[str, Any] | list[str], candidates: tuple[str, ...]) -> str | None:
@@ -299,15 +288,15 @@ def _label_value(value: Any, where: str) -> str | Rejection:
     if value is None or (isinstance(value, str) and not value.strip()):
         return Rejection("empty_label", where, "the label is empty")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return _wrong_type(where, "a string or integer label", value)
+        return wrong_type(where, "a string or integer label", value)
     return str(value).strip()
 
 
 def _text_value(value: Any, where: str) -> str | Rejection:
     if value is None:
-        return _missing(where)
+        return missing(where)
     if not isinstance(value, str):
-        return _wrong_type(where, "a string", value)
+        return wrong_type(where, "a string", value)
     if not value.strip():
         return Rejection("empty_text", where, "the text is empty")
     return value
@@ -320,9 +309,9 @@ def convert_classification(record: Any, options: FormatOptions) -> Fields | Reje
     text_field = options.text_field or pick_field(checked, TEXT_FIELDS) or "text"
     label_field = options.label_field or pick_field(checked, LABEL_FIELDS) or "label"
     if text_field not in checked:
-        return _missing(text_field)
+        return missing(text_field)
     if label_field not in checked:
-        return _missing(label_field)
+        return missing(label_field)
     text = _text_value(checked[text_field], text_field)
     if isinstance(text, Rejection):
         return text
@@ -330,13 +319,13 @@ def convert_classification(record: Any, options: FormatOptions) -> Fields | Reje
     if isinstance(label, Rejection):
         return label
     fields = Fields(text=text, label=label)
-    return _common(checked, options, fields) or fields
+    return _common(checked, options, fields, (text_field, label_field))
 
 
 def convert_pairs(record: Any, options: FormatOptions) -> Fields | Rejection:
     """`[text, label]` pairs, as in CLINC150's data_full.json."""
     if not isinstance(record, list) or len(record) != 2:
-        return _wrong_type("(record)", "a [text, label] pair", record)
+        return wrong_type("(record)", "a [text, label] pair", record)
     text = _text_value(record[0], "[0]")
     if isinstance(text, Rejection):
         return text
@@ -346,13 +335,36 @@ def convert_pairs(record: Any, options: FormatOptions) -> Fields | Rejection:
     return Fields(text=text, label=label)
 
 
+def convert_text(record: Any, options: FormatOptions) -> Fields | Rejection:
+    """`{"text": ...}`: the whole text is trained, as one assistant turn with no prompt.
+
+    This is Axolotl's `completion` type and TRL's language-modelling `text` column, kept inside
+    the chat contract: the turn is rendered with the chat template like every other example.
+    """
+    checked = _require_dict(record)
+    if isinstance(checked, Rejection):
+        return checked
+    text_field = options.text_field or "text"
+    text = _text_value(checked.get(text_field), text_field)
+    if isinstance(text, Rejection):
+        return text
+    fields = Fields(messages=[{"role": "assistant", "content": text}])
+    return _common(checked, options, fields, (text_field,))
+
+
 CONVERTERS: dict[str, Converter] = {
     "chat": convert_chat,
+    "sharegpt": convert_sharegpt,
     "prompt-completion": convert_prompt_completion,
     "alpaca": convert_alpaca,
     "classification": convert_classification,
     "pairs": convert_pairs,
+    "text": convert_text,
 }
+
+
+def _is_sharegpt_turn(turn: Any) -> bool:
+    return isinstance(turn, dict) and "from" in turn and "role" not in turn
 
 
 def detect_one(value: Any, options: FormatOptions) -> str | None:
@@ -362,8 +374,12 @@ def detect_one(value: Any, options: FormatOptions) -> str | None:
     if not isinstance(value, dict):
         return None
     keys = {k.lower() for k in value}
+    if "conversations" in value:
+        return "sharegpt"
     if "messages" in keys:
-        return "chat"
+        messages = value.get("messages")
+        first = messages[0] if isinstance(messages, list) and messages else None
+        return "sharegpt" if _is_sharegpt_turn(first) else "chat"
     if {"prompt", "completion"} <= keys:
         return "prompt-completion"
     if {"instruction", "output"} <= keys:
@@ -372,4 +388,6 @@ def detect_one(value: Any, options: FormatOptions) -> str | None:
     has_label = options.label_field in value if options.label_field else pick_field(value, LABEL_FIELDS)
     if has_text and has_label:
         return "classification"
+    if "text" in value and not has_label:
+        return "text"
     return None

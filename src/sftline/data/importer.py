@@ -1,8 +1,8 @@
-"""Import a file into canonical examples: every record is accepted or quarantined with a reason."""
+"""Import a file or a dataset folder into canonical examples: every record is accepted or quarantined
+with a reason."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from sftline.data.example import Example, Provenance, content_hash, example_content
-from sftline.data.formats import CONVERTERS, FORMATS, Fields, FormatOptions, Rejection, detect_one
-from sftline.data.readers import RawRecord, read_bytes, read_file
+from sftline.data.formats import CONVERTERS, FORMATS, Fields, FormatOptions, detect_one
+from sftline.data.messages import Rejection
+from sftline.data.raw_records import RawRecord, read_bytes
+from sftline.data.readers import read_source
 from sftline.errors import ImportInputError
 
 DETECT_SAMPLE = 50  # records looked at to detect the format
@@ -77,6 +79,10 @@ class ImportResult:
     quarantined: list[QuarantinedRecord]
     blank_lines: int
     skipped_splits: dict[str, int]
+    unkept_keys: dict[str, int] = field(default_factory=dict)
+    """Keys the accepted records carried that their examples do not keep -> records with the key."""
+    files: dict[str, str] = field(default_factory=dict)
+    """A dataset folder's files (relative path -> sha256); empty for a single file."""
 
     @property
     def n_read(self) -> int:
@@ -99,6 +105,8 @@ class ImportResult:
             "reasons": self.reasons,
             "blank_lines": self.blank_lines,
             "skipped_splits": self.skipped_splits,
+            "unkept_keys": self.unkept_keys,
+            "files": self.files,
         }
 
 
@@ -106,7 +114,7 @@ def load_label_groups(path: Path) -> dict[str, str]:
     """A JSON object of group -> [labels] (CLINC150's domains.json) as label -> group."""
     try:
         groups = json.loads(read_bytes(path).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep, a huge number
         raise ImportInputError(f"{path}: not a JSON object of group -> [labels] ({exc})") from exc
     if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
         raise ImportInputError(f"{path}: expected a JSON object of group -> [labels]")
@@ -117,6 +125,12 @@ def load_label_groups(path: Path) -> dict[str, str]:
                 raise ImportInputError(f"{path}: label {label!r} is in two groups")
             mapping[str(label)] = str(group)
     return mapping
+
+
+def _key_list(keys: list[str], shown: int = 10, width: int = 40) -> str:
+    """A record's keys for a one-line message: a key with a newline or a surrogate as its repr."""
+    names = [key[:width] if key[:width].isprintable() else repr(key[:width]) for key in keys[:shown]]
+    return ", ".join(names) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def detect_format(records: list[RawRecord], options: FormatOptions, source: str) -> tuple[str, str]:
@@ -133,7 +147,7 @@ def detect_format(records: list[RawRecord], options: FormatOptions, source: str)
         if sum(votes.values()) + (0 if guess else 1) >= DETECT_SAMPLE:
             break
     if not votes:
-        keys = f" (first record's keys: {', '.join(first_keys)})" if first_keys else ""
+        keys = f" (first record's keys: {_key_list(first_keys)})" if first_keys else ""
         raise ImportInputError(
             f"{source}: cannot detect the format{keys}; pass --format "
             f"{'|'.join(FORMATS)} (and --text-field/--label-field for classification)"
@@ -162,10 +176,8 @@ def import_file(
     `existing_ids` are ids already in the dataset (when appending): a record's own id that
     repeats one is quarantined, a content-derived one gets the next free suffix.
     """
-    data = read_bytes(path)
+    read = read_source(path)
     source = path.name
-    source_sha256 = hashlib.sha256(data).hexdigest()
-    read = read_file(path, data)
     records = read.records
     skipped: Counter[str] = Counter()
     if options.splits:
@@ -192,12 +204,16 @@ def import_file(
 
     examples: list[Example] = []
     quarantined: list[QuarantinedRecord] = []
+    unkept: Counter[str] = Counter()
     ids = _IdAllocator(existing_ids)
+
+    def source_of(record: RawRecord) -> str:
+        return f"{source}/{record.file}" if record.file is not None else source
 
     def reject(record: RawRecord, reason: str, field_name: str, detail: str) -> None:
         raw = record.raw[:RAW_KEEP] if record.raw is not None else None
         quarantined.append(
-            QuarantinedRecord(source, record.line, record.pointer, reason, field_name, detail, raw)
+            QuarantinedRecord(source_of(record), record.line, record.pointer, reason, field_name, detail, raw)
         )
 
     for position, record in enumerate(records, start=1):
@@ -220,7 +236,9 @@ def import_file(
                 f"id {result.record_id!r} is used by an earlier record",
             )
             continue
-        provenance = Provenance(source, source_sha256, format_name, record.line, record.pointer or None)
+        unkept.update(set(result.unkept))
+        sha256 = read.files[record.file] if record.file is not None else read.sha256
+        provenance = Provenance(source_of(record), sha256, format_name, record.line, record.pointer or None)
         examples.append(
             Example(
                 id=example_id,
@@ -234,7 +252,7 @@ def import_file(
         )
     return ImportResult(
         source=source,
-        source_sha256=source_sha256,
+        source_sha256=read.sha256,
         container=read.container,
         format=format_name,
         detected=detected,
@@ -242,6 +260,8 @@ def import_file(
         quarantined=quarantined,
         blank_lines=read.blank_lines,
         skipped_splits=dict(skipped),
+        unkept_keys=dict(sorted(unkept.items(), key=lambda item: (-item[1], item[0]))),
+        files=read.files,
     )
 
 

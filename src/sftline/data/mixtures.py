@@ -21,6 +21,12 @@ from sftline.data.example import Example
 from sftline.errors import MixtureError
 
 REST = "*"
+MAX_TOTAL = 10_000_000
+"""The most examples a mixture may hold: ten million examples of a few hundred tokens are already
+billions of tokens, and every one is held in memory while mixing."""
+MAX_UPSAMPLING = 100
+"""A mixture holds at most this many times its sources' examples: each example 100 times on
+average is far past where repeats stop teaching anything and start overfitting."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,8 @@ def parse_weights(spec: str) -> list[Component]:
             weight = float(weight_text)
         except ValueError:
             raise MixtureError(f"--weights item {item!r}: {weight_text!r} is not a number") from None
-        if weight <= 0:
-            raise MixtureError(f"--weights item {item!r}: weights must be positive")
+        if not math.isfinite(weight) or weight <= 0:
+            raise MixtureError(f"--weights item {item!r}: a weight is a positive number")
         match: dict[str, str] = {}
         if name != REST:
             for condition in name.split("&"):
@@ -81,6 +87,7 @@ class MixtureResult:
 def mix(
     examples: Sequence[Example], components: Sequence[Component], *, total: int, seed: int
 ) -> MixtureResult:
+    check_total(total, len(examples))
     pools: dict[str, list[Example]] = {c.name: [] for c in components}
     filtered = [c for c in components if c.name != REST]
     rest = next((c for c in components if c.name == REST), None)
@@ -121,6 +128,18 @@ def mix(
         row["achieved_share"] = round(row["achieved"] / final, 6) if final else 0.0
     rng.shuffle(chosen)
     return MixtureResult(chosen, report)
+
+
+def check_total(total: int, available: int) -> None:
+    """Refuse a total below 1, above MAX_TOTAL or above MAX_UPSAMPLING times the sources' size."""
+    if total < 1:
+        raise MixtureError(f"a mixture holds at least one example, not {total}")
+    ceiling = min(MAX_TOTAL, MAX_UPSAMPLING * available)
+    if total > ceiling:
+        raise MixtureError(
+            f"--total {total:,} is above the ceiling of {ceiling:,} for {available:,} source examples "
+            f"(at most {MAX_UPSAMPLING}x the sources and {MAX_TOTAL:,} in all)"
+        )
 
 
 def _repeat_ids(pool: Sequence[Example], extra: Sequence[Example]) -> list[Example]:

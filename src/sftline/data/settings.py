@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sftline.data.mixtures import MAX_TOTAL
 from sftline.data.versions import NAME_PATTERN
 
 
@@ -19,7 +20,7 @@ class _Settings(BaseModel):
 
 
 def _dataset_name(value: str | None) -> str | None:
-    if value is not None and not NAME_PATTERN.match(value):
+    if value is not None and not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"invalid dataset name {value!r}: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit (a version is chosen with NAME@VERSION elsewhere)"
@@ -31,13 +32,16 @@ class ImportSettings(_Settings):
     """`sftline data import PATH --name NAME ...`."""
 
     path: Path
-    """The data file: .jsonl, .json, .csv, .tsv or .parquet (relative to the project folder)."""
+    """The data: .jsonl, .json, .csv, .tsv or .parquet, each optionally .gz, or a Hugging Face
+    dataset folder (Parquet shards or save_to_disk); relative to the project folder."""
     name: str
     """Dataset name, e.g. support."""
-    format: Literal["auto", "chat", "prompt-completion", "alpaca", "classification", "pairs"] = "auto"
-    """auto, chat, prompt-completion, alpaca, classification or pairs."""
+    format: Literal[
+        "auto", "chat", "sharegpt", "prompt-completion", "alpaca", "classification", "pairs", "text"
+    ] = "auto"
+    """The record format; auto detects it from the first records and says what it saw."""
     text_field: str | None = None
-    """Classification: the column with the input text."""
+    """Classification and text: the column with the input text."""
     label_field: str | None = None
     """Classification: the column with the label."""
     id_field: str = "id"
@@ -63,8 +67,8 @@ class SplitSettings(_Settings):
     """NAME[@VERSION] to split."""
     gold: float = Field(default=0.1, ge=0, lt=1)
     """Share of examples in the gold set (stratified by label)."""
-    rolling_days: float | None = Field(default=None, gt=0)
-    """Hold out the most recent N days (needs --time-field)."""
+    rolling_days: float | None = Field(default=None, gt=0, le=36_525, allow_inf_nan=False)
+    """Hold out the most recent N days (needs --time-field; at most 36,525, a century)."""
     time_field: str | None = None
     """Tag holding each example's ISO time."""
     targeted: list[str] = []
@@ -84,8 +88,9 @@ class MixSettings(_Settings):
     """A source version (repeatable: rehearsal data)."""
     weights: str
     """e.g. "domain=banking:0.3,domain=travel:0.2,*:0.5"; dataset=NAME too."""
-    total: int | None = Field(default=None, gt=0)
-    """Examples in the mixture (default: all sources' size)."""
+    total: int | None = Field(default=None, gt=0, le=MAX_TOTAL)
+    """Examples in the mixture (default: all sources' size); at most 100 times the sources' size
+    and 10,000,000."""
     seed: int = 7
     """Seed of the sampling; recorded."""
     name: str | None = None

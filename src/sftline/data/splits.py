@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from sftline.data.common_text import find_common_text
 from sftline.data.example import Example
 from sftline.errors import SplitError
 from sftline.text.minhash import NearDuplicateIndex, near_duplicate_clusters
-from sftline.text.ngrams import NGRAM_WORDS, word_ngrams
-from sftline.text.normalize import normalize_text
+from sftline.text.ngrams import NGRAM_WORDS, common_ngrams, word_ngrams
 
 TRAIN, GOLD, ROLLING = "train", "gold", "rolling"
 
@@ -105,14 +105,20 @@ def group_examples(
 
     if group_by == "near_duplicate":
         # The same tests the contamination gate applies, so a split's train set passes a check
-        # against its own holdouts: MinHash near duplicates, and any shared 13-word run.
-        for cluster in near_duplicate_clusters([e.prompt for e in examples], threshold=near_threshold):
+        # against its own holdouts: MinHash near duplicates, and any shared 13-word run that is
+        # not common phrasing, both on the input less the text most records share.
+        common = find_common_text({"data": examples}, None)
+        texts = [common.compared_input(e) for e in examples]
+        for cluster in near_duplicate_clusters(texts, threshold=near_threshold):
             for member in cluster[1:]:
                 union(cluster[0], member)
+        grams = [
+            word_ngrams(t.split(), NGRAM_WORDS) if len(t.split()) >= NGRAM_WORDS else set() for t in texts
+        ]
+        frequent = common_ngrams(Counter(gram for text_grams in grams for gram in text_grams), len(texts))
         owner: dict[bytes, int] = {}
-        for index, example in enumerate(examples):
-            words = normalize_text(example.prompt).split()
-            for gram in word_ngrams(words, NGRAM_WORDS) if len(words) >= NGRAM_WORDS else ():
+        for index, text_grams in enumerate(grams):
+            for gram in text_grams - frequent:
                 union(owner.setdefault(gram, index), index)
     elif group_by.startswith("field:"):
         name = group_by.removeprefix("field:")
@@ -251,13 +257,17 @@ def _take(
 
 
 def gold_overlap(examples: Sequence[Example], gold: Sequence[Example], threshold: float = 0.8) -> set[int]:
-    """Indices of `examples` that match a gold example exactly (normalised prompt) or nearly (MinHash)."""
-    exact = {normalize_text(g.prompt) for g in gold}
-    hits = {i for i, e in enumerate(examples) if normalize_text(e.prompt) in exact}
-    if gold:
-        index = NearDuplicateIndex.build([g.prompt for g in gold], threshold=threshold)
-        for i, found in enumerate(index.query([e.prompt for e in examples])):
-            if found:
+    """Indices of `examples` that match a gold example exactly or nearly (MinHash), on the input
+    less the text most records of either set share."""
+    common = find_common_text({"examples": examples, "gold": gold}, None)
+    texts = [common.compared_input(e) for e in examples]
+    gold_texts = [t for t in (common.compared_input(g) for g in gold) if t]
+    exact = set(gold_texts)
+    hits = {i for i, text in enumerate(texts) if text and text in exact}
+    if gold_texts:
+        index = NearDuplicateIndex.build(gold_texts, threshold=threshold)
+        for i, found in enumerate(index.query(texts)):
+            if found and texts[i]:
                 hits.add(i)
     return hits
 

@@ -20,13 +20,14 @@ from sftline.errors import DatasetNotFound
 if TYPE_CHECKING:
     from sftline.record.schema import DatasetVersion
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-VERSION_NUMBER = re.compile(r"^v?(\d+)$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+"""A dataset (or model) name, matched with `fullmatch` (`$` with `match` lets "name\\n" through)."""
+VERSION_NUMBER = re.compile(r"v?(\d+)")
 MIN_HASH_PREFIX = 6
 
 
 def check_dataset_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise DatasetNotFound(
             f"invalid dataset name {name!r}: use letters, digits, '-', '_' and '.', "
             "starting with a letter or digit"

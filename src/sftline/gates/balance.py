@@ -1,14 +1,15 @@
 """Balance: examples per label and per slice tag, flagging those below a minimum share.
 
 Balance is a property of the set, not of an example, so this gate flags no example: it reports
-the table and the slices below `min_share` as findings. With action `block` any finding fails
-the check.
+the table of the accepted examples (the set that trains) and the slices below `min_share` as
+findings. With action `block` any finding fails the check.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 from sftline.data.example import Example
 from sftline.gates.base import GateOutcome
@@ -18,6 +19,8 @@ UNIFORM_FRACTION = 0.2  # default threshold: a fifth of the share every value wo
 
 class BalanceGate:
     name = "balance"
+    stage: Literal["set"] = "set"
+    """It judges the accepted examples: the set that trains."""
 
     def __init__(self, *, min_share: float | None = None, tags: Sequence[str] | None = None) -> None:
         self.min_share = min_share

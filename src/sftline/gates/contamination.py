@@ -1,20 +1,27 @@
 """Contamination: training examples that match a holdout, gold or eval example.
 
-Three tests, on the input side: an exact match after normalisation; any shared word n-gram
-(13 words by default, the usual test for benchmark leakage) for texts that long; and for short
-texts (under `long_words` words), a MinHash match at the near-duplicate threshold.
+Three tests, on the input side less the shared text (`sftline.data.common_text`): an exact
+match after normalisation; any shared word n-gram (13 words by default, the usual test for
+benchmark leakage) for texts that long; and for short texts (under `long_words` words), a
+MinHash match at the near-duplicate threshold.
+
+An n-gram that more than `MAX_NGRAM_SHARE` (1%) of the reference examples contain is not evidence:
+it is phrasing the reference set shares (an instruction, a template, a stock sentence), and a
+training example that has it shares the phrasing, not an example. Decontamination studies leave
+such frequent n-grams out for the same reason.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sftline.data.common_text import CommonText
 from sftline.data.example import Example
 from sftline.gates.base import Flag, GateOutcome
 from sftline.text.minhash import NearDuplicateIndex
-from sftline.text.ngrams import NGRAM_WORDS, word_ngrams
-from sftline.text.normalize import normalize_text
+from sftline.text.ngrams import MAX_NGRAM_SHARE, NGRAM_WORDS, common_ngrams, word_ngrams
 
 MATCHES_REPORTED = 200  # contamination matches listed in the report (all are counted)
 
@@ -36,9 +43,11 @@ class ContaminationGate:
         threshold: float = 0.8,
         ngram: int = NGRAM_WORDS,
         long_words: int = 50,
+        common: CommonText | None = None,
     ) -> None:
+        self.common = common or CommonText()
         self.references = [
-            _Reference(ref, example, normalize_text(example.prompt))
+            _Reference(ref, example, self.common.compared_input(example))
             for ref, examples in against.items()
             for example in examples
         ]
@@ -47,14 +56,28 @@ class ContaminationGate:
         self.long_words = long_words
 
     def features(self, batch: Sequence[Example]) -> list[str]:
-        return [normalize_text(e.prompt) for e in batch]
+        return [self.common.compared_input(e) for e in batch]
 
     def check(self, examples: Sequence[Example]) -> GateOutcome:
         return self.decide(examples, self.features(examples))
 
+    def _reference_ngrams(self) -> tuple[dict[bytes, _Reference], int]:
+        """Each n-gram that is evidence -> the first reference with it; and how many were not."""
+        first: dict[bytes, _Reference] = {}
+        documents: Counter[bytes] = Counter()
+        for ref in self.references:
+            words = ref.normalized.split()
+            if len(words) >= self.ngram:
+                grams = word_ngrams(words, self.ngram)
+                documents.update(grams)
+                for gram in grams:
+                    first.setdefault(gram, ref)
+        common = common_ngrams(documents, len(self.references))
+        return {gram: ref for gram, ref in first.items() if gram not in common}, len(common)
+
     def decide(self, examples: Sequence[Example], normalized: Sequence[str]) -> GateOutcome:
         outcome = GateOutcome(self.name)
-        refs = self.references
+        refs = [r for r in self.references if r.normalized]
         matches: list[dict[str, object]] = []
         if not refs or not examples:
             outcome.report = {"against": sorted({r.ref for r in refs}), "matches": [], "n_matches": 0}
@@ -62,9 +85,9 @@ class ContaminationGate:
 
         def hit(example: Example, ref: _Reference, kind: str, similarity: float) -> None:
             detail = f"{kind} match with {ref.ref} example {ref.example.id} (similarity {similarity:.2f})"
-            outcome.flags.append(
-                Flag(example.id, f"contamination_{kind}", detail, (f"{ref.ref}:{ref.example.id}",))
-            )
+            related = (f"{ref.ref}:{ref.example.id}",)
+            field = self.common.input_field(example)
+            outcome.flags.append(Flag(example.id, f"contamination_{kind}", detail, related, field))
             matches.append(
                 {
                     "example": example.id,
@@ -80,17 +103,14 @@ class ContaminationGate:
         exact = {r.normalized: r for r in refs}
         remaining = []
         for example, text in zip(examples, normalized, strict=True):
+            if not text:
+                continue  # nothing but shared text: nothing to compare
             if text in exact:
                 hit(example, exact[text], "exact", 1.0)
             else:
                 remaining.append((example, text))
 
-        long_refs: dict[bytes, _Reference] = {}
-        for ref in refs:
-            words = ref.normalized.split()
-            if len(words) >= self.ngram:
-                for gram in word_ngrams(words, self.ngram):
-                    long_refs.setdefault(gram, ref)
+        long_refs, n_common = self._reference_ngrams()
         short_refs = [r for r in refs if len(r.normalized.split()) < self.long_words]
         index = (
             NearDuplicateIndex.build([r.normalized for r in short_refs], threshold=self.threshold)
@@ -118,5 +138,7 @@ class ContaminationGate:
             "n_reference_examples": len(refs),
             "n_matches": len(matches),
             "matches": matches[:MATCHES_REPORTED],
+            "common_ngrams": n_common,
+            "ngram_max_share": MAX_NGRAM_SHARE,
         }
         return outcome

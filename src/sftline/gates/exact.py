@@ -1,11 +1,15 @@
-"""Exact duplicates and conflicting labels, both on normalised text."""
+"""Exact duplicates and conflicting labels, both on normalised text less the shared text
+(`sftline.data.common_text`): the same query behind the same system message is a duplicate, and
+so is the same query with and without it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Literal
 
+from sftline.data.common_text import CommonText
 from sftline.data.example import Example
-from sftline.gates.base import Flag, GateOutcome
+from sftline.gates.base import Flag, GateOutcome, answer_fields
 from sftline.text.normalize import normalize_text
 
 
@@ -17,24 +21,33 @@ def _groups(keys: Sequence[str]) -> dict[str, list[int]]:
 
 
 class ExactDuplicateGate:
-    """Examples whose normalised prompt and answer both equal an earlier example's."""
+    """Examples whose compared input and normalised answer both equal another's: all but one
+    of each group, which is the earliest that no other gate blocks (else the earliest)."""
 
     name = "exact_duplicates"
+    stage: Literal["duplicates"] = "duplicates"
+
+    def __init__(self, common: CommonText | None = None) -> None:
+        self.common = common or CommonText()
 
     def features(self, batch: Sequence[Example]) -> list[str]:
-        return [f"{normalize_text(e.prompt)}\x1f{normalize_text(e.target)}" for e in batch]
+        return [f"{self.common.compared_input(e)}\x1f{normalize_text(e.target)}" for e in batch]
 
-    def check(self, examples: Sequence[Example]) -> GateOutcome:
-        return self.decide(examples, self.features(examples))
+    def check(self, examples: Sequence[Example], *, blocked: Collection[str] = ()) -> GateOutcome:
+        return self.decide(examples, self.features(examples), blocked=blocked)
 
-    def decide(self, examples: Sequence[Example], keys: Sequence[str]) -> GateOutcome:
+    def decide(
+        self, examples: Sequence[Example], keys: Sequence[str], *, blocked: Collection[str] = ()
+    ) -> GateOutcome:
         outcome = GateOutcome(self.name)
         groups = [members for members in _groups(keys).values() if len(members) > 1]
         for members in groups:
-            keeper = examples[members[0]]
-            for index in members[1:]:
-                detail = f"same as {keeper.id} ({keeper.provenance.location})"
-                outcome.flags.append(Flag(examples[index].id, "exact_duplicate", detail, (keeper.id,)))
+            keeper = next((i for i in members if examples[i].id not in blocked), members[0])
+            kept = examples[keeper]
+            for index in members:
+                if index != keeper:
+                    detail = f"same as {kept.id} ({kept.provenance.location})"
+                    outcome.flags.append(Flag(examples[index].id, "exact_duplicate", detail, (kept.id,)))
         outcome.report = {
             "groups": len(groups),
             "largest_group": max((len(g) for g in groups), default=0),
@@ -44,12 +57,15 @@ class ExactDuplicateGate:
 
 
 class ConflictGate:
-    """The same normalised prompt with different answers: every member is flagged."""
+    """The same compared input with different answers: every member is flagged."""
 
     name = "conflicts"
 
+    def __init__(self, common: CommonText | None = None) -> None:
+        self.common = common or CommonText()
+
     def features(self, batch: Sequence[Example]) -> list[tuple[str, str]]:
-        return [(normalize_text(e.prompt), normalize_text(e.target)) for e in batch]
+        return [(self.common.compared_input(e), normalize_text(e.target)) for e in batch]
 
     def check(self, examples: Sequence[Example]) -> GateOutcome:
         return self.decide(examples, self.features(examples))
@@ -73,6 +89,8 @@ class ConflictGate:
             for index in members:
                 others = tuple(i for i in ids if i != examples[index].id)
                 detail = f"{len(targets)} different answers for this prompt (with {', '.join(others[:3])})"
-                outcome.flags.append(Flag(examples[index].id, "conflicting_labels", detail, others))
+                answers = answer_fields(examples[index])
+                field = answers[0][0] if answers else None
+                outcome.flags.append(Flag(examples[index].id, "conflicting_labels", detail, others, field))
         outcome.report = {"groups": len(conflicts), "conflicts": conflicts[:50]}
         return outcome

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sftline.data.example import Example
-from sftline.gates.base import Flag, GateOutcome
+from sftline.gates.base import Flag, GateOutcome, answer_fields
 
 HISTOGRAM_BINS = 20
 
@@ -156,11 +156,14 @@ class LengthGate:
                 outcome.flags.append(
                     Flag(example.id, "too_long", f"{count.total} tokens > max_length {self.max_length}")
                 )
-            elif count.target < self.min_target_tokens:
-                outcome.flags.append(Flag(example.id, "empty_target", f"answer has {count.target} tokens"))
-            elif median and count.total > extreme_above:
+            elif median and count.total > extreme_above:  # too long says it already
                 detail = f"{count.total} tokens, more than {self.extreme_factor:g}x the median ({median:g})"
                 outcome.flags.append(Flag(example.id, "extreme_length", detail))
+            if count.target < self.min_target_tokens:
+                answers = answer_fields(example)
+                field = answers[0][0] if answers else None
+                detail = f"answer has {count.target} tokens"
+                outcome.flags.append(Flag(example.id, "empty_target", detail, field=field))
         outcome.report = {
             "tokenizer": self.counter.name,
             "max_length": self.max_length,

@@ -1,25 +1,32 @@
-"""The near-duplicate gate: every member of a MinHash cluster but its earliest is flagged.
+"""The near-duplicate gate: of each group of near duplicates, every member but its
+representative is flagged, and only when its exact Jaccard with that representative is at
+least the threshold (no chains through a third text).
 
-The signatures, LSH banding and clustering live in `sftline.text.minhash`.
+The signatures and LSH banding live in `sftline.text.minhash`, the grouping in
+`sftline.text.groups`. Texts are compared less the shared text (`sftline.data.common_text`):
+a system message every record carries would otherwise make short, different queries look alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
-import numpy as np
-
+from sftline.data.common_text import CommonText
 from sftline.data.example import Example
 from sftline.errors import ConfigError
 from sftline.gates.base import Flag, GateOutcome
-from sftline.text.minhash import NearDuplicateIndex, ShingleSpec, check_settings, equal_counts
+from sftline.text.groups import near_duplicate_groups
+from sftline.text.minhash import NearDuplicateIndex, ShingleSpec, check_settings
+from sftline.text.normalize import normalize_text
 
 
 class NearDuplicateGate:
-    """Flags every member of a near-duplicate cluster except its earliest example."""
+    """Flags the members of near-duplicate groups except each group's representative, the
+    earliest member that no other gate blocks (else the earliest)."""
 
     name = "near_duplicates"
+    stage: Literal["duplicates"] = "duplicates"
 
     def __init__(
         self,
@@ -28,40 +35,45 @@ class NearDuplicateGate:
         num_perm: int = 128,
         field: Literal["prompt", "example"] = "prompt",
         seed: int = 1,
+        common: CommonText | None = None,
     ) -> None:
         check_settings(threshold, num_perm, ShingleSpec())
         if field not in ("prompt", "example"):
             raise ConfigError(f"near-duplicate field must be 'prompt' or 'example', got {field!r}")
         self.threshold, self.num_perm, self.field, self.seed = threshold, num_perm, field, seed
+        self.common = common or CommonText()
 
     def _text(self, example: Example) -> str:
-        return example.prompt if self.field == "prompt" else f"{example.prompt}\n{example.target}"
+        compared = self.common.compared_input(example)
+        return compared if self.field == "prompt" else f"{compared}\n{normalize_text(example.target)}"
 
-    def check(self, examples: Sequence[Example]) -> GateOutcome:
+    def check(self, examples: Sequence[Example], *, blocked: Collection[str] = ()) -> GateOutcome:
+        texts = [self._text(e) for e in examples]
         index = NearDuplicateIndex.build(
-            [self._text(e) for e in examples],
-            num_perm=self.num_perm,
-            threshold=self.threshold,
-            seed=self.seed,
+            texts, num_perm=self.num_perm, threshold=self.threshold, seed=self.seed
         )
+        groups = near_duplicate_groups(index, texts, avoid=[e.id in blocked for e in examples])
         flagged: list[tuple[int, Flag]] = []
         clusters = []
-        for group in index.clusters():
-            rep, others = group[0], np.array(group[1:])
-            rep_id = examples[rep].id
-            sig = index.signatures
-            scores = equal_counts(sig, sig, np.full_like(others, rep), others) / index.num_perm
-            for member, score in zip(others.tolist(), scores.tolist(), strict=True):
-                detail = f"Jaccard ~{score:.2f} with {rep_id} (cluster of {len(group)})"
-                flag = Flag(examples[member].id, "near_duplicate", detail, (rep_id,))
-                flagged.append((member, flag))
-            members = [examples[m].id for m in group]
-            clusters.append({"representative": rep_id, "members": members, "size": len(group)})
+        for group in groups:
+            rep_id = examples[group.representative].id
+            size = len(group.members) + 1
+            for member, jaccard in group.members:
+                example = examples[member]
+                field = self.common.input_field(example) if self.field == "prompt" else None
+                detail = f"Jaccard {jaccard:.2f} with {rep_id} (group of {size})"
+                flagged.append((member, Flag(example.id, "near_duplicate", detail, (rep_id,), field)))
+            members = [rep_id] + [examples[m].id for m, _ in group.members]
+            clusters.append({"representative": rep_id, "members": members, "size": size})
         flags = [flag for _, flag in sorted(flagged, key=lambda pair: pair[0])]
         report = {
             "clusters": clusters,
             "n_clusters": len(clusters),
             "n_flagged": len(flags),
-            "params": {**index.params, "field": self.field},
+            "params": {
+                **index.params,
+                "field": self.field,
+                "verified": "exact Jaccard with the representative",
+            },
         }
         return GateOutcome(self.name, flags, report=report)

@@ -4,8 +4,9 @@ Each kind has a loose candidate regex and a validator that decides: Luhn for car
 ISO 7064 mod-97 for IBANs, the SSA's never-issued ranges for SSNs, `ipaddress` for IPs, and for
 phone numbers a set of phone-like groupings plus a look at the words just before the number
 ("order", "invoice", a currency) so that references and amounts are not taken for phones.
-The gate either quarantines an example (reason `pii_<kind>`) or replaces it with a redacted copy
-(reason `pii_redacted`). Flag details give kinds and counts, never the matched text.
+The gate either quarantines an example (reason `pii_<kind>`, one for each kind it holds) or
+replaces it with a redacted copy (reason `pii_redacted`). Flag details give kinds and counts,
+never the matched text.
 """
 
 from __future__ import annotations
@@ -325,12 +326,18 @@ class PiiGate:
                 for where, _, ms in found
             )
             if self.action == "quarantine":
-                reason = f"pii_{found[0][2][0].kind}"
-                outcome.flags.append(Flag(example.id, reason, detail))
+                # one reason per kind, so that each kind's count is the examples that hold it
+                first_at: dict[str, str] = {}
+                for where, _, matches in found:
+                    for match in matches:
+                        first_at.setdefault(match.kind, where)
+                for kind in self.kinds:
+                    if kind in first_at:
+                        outcome.flags.append(Flag(example.id, f"pii_{kind}", detail, field=first_at[kind]))
             else:
                 redacted = {where: redact(text, matches) for where, text, matches in found}
                 outcome.replacements[example.id] = _with_texts(example, redacted)
-                outcome.flags.append(Flag(example.id, "pii_redacted", detail))
+                outcome.flags.append(Flag(example.id, "pii_redacted", detail, field=found[0][0]))
         outcome.report = {
             "matches_by_kind": {kind: totals[kind] for kind in self.kinds},
             "examples_with_pii": with_pii,

@@ -1,9 +1,11 @@
 """The lineage graph of an artifact: everything upstream of it, through the station runs that
 made each step (source files -> versions -> gate reports -> splits/mixtures -> runs -> models ->
-evaluations). Read only: it never writes to the record."""
+evaluations), and the other way, everything made from one (`descendants`). Read only: it never
+writes to the record."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +104,22 @@ def lineage(session: Session, name_or_hash: str) -> LineageGraph:
             "hash": artifact.hash,
         }
     return LineageGraph(root.id, nodes, edges, reports)
+
+
+def descendants(
+    session: Session, artifact_ids: Sequence[int], *, stop_at: Collection[int] = ()
+) -> list[dict[str, Any]]:
+    """Every artifact made from these, directly or through later steps (the lineage walked
+    forwards), as {"id", "kind", "name", "hash"}, oldest first. The walk does not enter the
+    artifacts in `stop_at` (versions known not to carry what is traced, say)."""
+    seen = set(artifact_ids) | set(stop_at)
+    frontier = list(artifact_ids)
+    while frontier:
+        targets = dict.fromkeys(e.target_id for e in queries.edges_from(session, frontier))
+        frontier = [t for t in targets if t not in seen]
+        seen.update(frontier)
+    found = queries.artifacts_by_id(session, seen - set(artifact_ids) - set(stop_at))
+    return [
+        {"id": a.id, "kind": a.kind, "name": a.name, "hash": a.hash}
+        for a in sorted(found.values(), key=lambda a: a.id)
+    ]

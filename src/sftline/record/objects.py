@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,17 @@ from sftline.atomic import fsync_path
 from sftline.errors import ObjectStoreError
 
 CHUNK = 1 << 20  # 1 MiB reads when hashing
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def checked_digest(digest: str) -> str:
+    """`digest` when it is a sha256 in lowercase hex; an `ObjectStoreError` otherwise."""
+    if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+        raise ObjectStoreError(
+            f"the record names object {str(digest)[:80]!r}, which is not a sha256: the record was "
+            "damaged or tampered with; restore it from a backup"
+        )
+    return digest
 
 
 def sha256_file(path: Path) -> str:
@@ -43,15 +55,22 @@ class LocalObjectStore:
         self.root = root
 
     def path(self, digest: str) -> Path:
-        return self.root / digest
+        """Where object `digest` lives. A digest is checked to be a sha256 before it becomes a
+        path, so a damaged or tampered record cannot name a file outside the store."""
+        return self.root / checked_digest(digest)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
     @contextmanager
     def _temporary(self) -> Iterator[Path]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        except OSError as exc:
+            raise ObjectStoreError(
+                f"cannot write to the object store {self.root}: {exc.strerror or exc}"
+            ) from exc
         os.close(fd)
         temp = Path(name)
         try:
@@ -83,10 +102,19 @@ class LocalObjectStore:
             return self._commit(temp)
 
     def get_bytes(self, digest: str) -> bytes:
-        return self.open_path(digest).read_bytes()
+        """The object's bytes, checked against its name: a corrupt object is an error naming it."""
+        path = self.open_path(digest)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ObjectStoreError(
+                f"object {digest[:12]} ({path}) is corrupt: its content no longer matches its sha256; "
+                "restore it from a backup"
+            )
+        return data
 
     def open_path(self, digest: str) -> Path:
-        """The object's file, checked to exist. Objects are read-only; never write to it."""
+        """The object's file, checked to exist but not against its hash (`get_bytes` is). Objects
+        are read-only; never write to it."""
         path = self.path(digest)
         if not path.is_file():
             raise ObjectStoreError(f"object {digest[:12]} is missing from {self.root}")

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from sftline.data.versions import MIN_HASH_PREFIX, VERSION_NUMBER, check_dataset_name, parse_ref
@@ -19,19 +21,25 @@ from sftline.errors import DatasetNotFound, ModelError, TrainingError
 from sftline.record import leases
 from sftline.record.schema import (
     Artifact,
+    Base,
     BaseModelEntry,
     Dataset,
     DatasetVersion,
+    Erasure,
     EvalOutput,
     Evaluation,
     FrozenGold,
     GateReport,
+    ImportRun,
     LineageEdge,
     Run,
     RunMetric,
     Split,
     StationRun,
 )
+
+MAX_VERSION_NUMBER = 2**31 - 1
+"""The largest version number the record's INTEGER column holds on every database."""
 
 # --- datasets and versions ---------------------------------------------------------------------
 
@@ -72,11 +80,17 @@ def head(session: Session, dataset: Dataset) -> DatasetVersion | None:
     ).first()
 
 
-def next_version_number(session: Session, dataset: Dataset) -> int:
-    latest = session.scalar(
-        select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
+def head_numbers(session: Session, names: Iterable[str]) -> dict[str, int]:
+    """The newest version number of each named dataset: 0 when it has none (or does not exist)."""
+    wanted = sorted(set(names))
+    rows = session.execute(
+        select(Dataset.name, func.max(DatasetVersion.number))
+        .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+        .where(Dataset.name.in_(wanted))
+        .group_by(Dataset.name)
     )
-    return (latest or 0) + 1
+    found = {name: number for name, number in rows}
+    return {name: found.get(name, 0) for name in wanted}
 
 
 def resolve(session: Session, ref: str) -> DatasetVersion:
@@ -85,12 +99,18 @@ def resolve(session: Session, ref: str) -> DatasetVersion:
     dataset = get_dataset(session, name)
     if selector in (None, "latest", "head"):
         version = head(session, dataset)
-    elif match := VERSION_NUMBER.match(selector):
-        version = session.scalars(
-            select(DatasetVersion).where(
-                DatasetVersion.dataset_id == dataset.id, DatasetVersion.number == int(match.group(1))
-            )
-        ).first()
+    elif match := VERSION_NUMBER.fullmatch(selector):
+        number = int(match.group(1))
+        # A number past the column's 32-bit range names no version (the database would refuse it).
+        version = (
+            session.scalars(
+                select(DatasetVersion).where(
+                    DatasetVersion.dataset_id == dataset.id, DatasetVersion.number == number
+                )
+            ).first()
+            if number <= MAX_VERSION_NUMBER
+            else None
+        )
     elif len(selector) >= MIN_HASH_PREFIX and re.fullmatch(r"[0-9a-f]+", selector):
         matches = session.scalars(
             select(DatasetVersion)
@@ -316,15 +336,23 @@ def finish_station_run(
 
 
 def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifact:
-    """The artifact (kind, name, hash), created when new."""
-    row = session.scalars(
-        select(Artifact).where(Artifact.kind == kind, Artifact.name == name, Artifact.hash == digest)
-    ).first()
+    """The artifact (kind, name, hash), created when new. Two station runs may record the same
+    artifact at once (an append's output, a concurrent split's input): the insert yields to a row
+    the other one made, instead of failing on the unique (kind, name, hash)."""
+    query = select(Artifact).where(Artifact.kind == kind, Artifact.name == name, Artifact.hash == digest)
+    row = session.scalars(query).first()
     if row is None:
-        row = Artifact(kind=kind, name=name, hash=digest)
-        session.add(row)
-        session.flush()
+        values = {"kind": kind, "name": name, "hash": digest}
+        session.execute(_insert_unless_present(session, Artifact).values(**values))
+        row = session.scalars(query).one()
     return row
+
+
+def _insert_unless_present(session: Session, table: type[Base]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, in the record's dialect (SQLite or PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return insert_into(table).on_conflict_do_nothing()
 
 
 def record_lineage(session: Session, run_id: int, edges: Iterable[tuple[Any, Any]]) -> None:
@@ -426,3 +454,121 @@ def recorded_versions(session: Session, run: Run) -> tuple[DatasetVersion, Datas
     if data is None or (run.eval_version_id is not None and holdout is None):
         raise DatasetNotFound(f"{run.name}: a dataset version it trained on is no longer in the record")
     return data, holdout
+
+
+# --- maintenance: what the record names, erasures ------------------------------------------------
+
+
+def object_references(session: Session) -> list[tuple[str, str]]:
+    """(object hash as recorded, what names it) for every object the record names: each version's
+    examples, import quarantines, gate reports and their rejects, split assignments, and every
+    `*_object` value in a version's provenance or a station run's result (an evaluation's report).
+    The hashes are returned as stored, unchecked: a caller validates them before using one as a
+    file name."""
+    refs: list[tuple[str, str]] = []
+    versions = session.execute(
+        select(Dataset.name, DatasetVersion.number, DatasetVersion.object_hash, DatasetVersion.provenance)
+        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .order_by(DatasetVersion.id)
+    )
+    for name, number, digest, provenance in versions:
+        refs.append((digest, f"{name}@v{number} examples"))
+        named = _named_objects(provenance)
+        refs.extend((value, f"{name}@v{number} provenance {key}") for key, value in named)
+    imports = session.execute(
+        select(ImportRun.id, ImportRun.quarantine_object).where(ImportRun.quarantine_object.is_not(None))
+    )
+    refs.extend((digest, f"import {row_id} quarantine") for row_id, digest in imports if digest is not None)
+    for row_id, report, rejects in session.execute(
+        select(GateReport.id, GateReport.report_object, GateReport.rejects_object)
+    ):
+        refs.append((report, f"gate-report-{row_id} report"))
+        if rejects is not None:
+            refs.append((rejects, f"gate-report-{row_id} rejects"))
+    splits = session.execute(select(Split.id, Split.assignments_object))
+    refs.extend((digest, f"split-{row_id} assignments") for row_id, digest in splits)
+    for row_id, label, result in session.execute(select(StationRun.id, StationRun.label, StationRun.result)):
+        refs.extend((value, f"station run {row_id} ({label}) {key}") for key, value in _named_objects(result))
+    return refs
+
+
+def _named_objects(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(key path, value) of every string under a key ending in `_object`, in nested JSON."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if str(key).endswith("_object") and isinstance(item, str):
+                yield path, item
+            else:
+                yield from _named_objects(item, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _named_objects(item, f"{prefix}[{index}]")
+
+
+def artifact_hashes(session: Session) -> set[str]:
+    """Every content hash the lineage names (objects among them: reports, split assignments)."""
+    return set(session.scalars(select(Artifact.hash).distinct()))
+
+
+def runs_on_versions(session: Session, version_ids: Iterable[int]) -> list[Run]:
+    """The runs that trained on, or held out, any of these dataset versions."""
+    wanted = sorted(set(version_ids))
+    if not wanted:
+        return []
+    return list(
+        session.scalars(
+            select(Run)
+            .where(or_(Run.data_version_id.in_(wanted), Run.eval_version_id.in_(wanted)))
+            .order_by(Run.id)
+        )
+    )
+
+
+def evaluations_on_versions(session: Session, version_ids: Iterable[int]) -> list[Evaluation]:
+    """The evaluations of these dataset versions (their stored outputs hold the examples' text)."""
+    wanted = sorted(set(version_ids))
+    if not wanted:
+        return []
+    return list(
+        session.scalars(
+            select(Evaluation).where(Evaluation.dataset_version_id.in_(wanted)).order_by(Evaluation.id)
+        )
+    )
+
+
+def edges_from(session: Session, artifact_ids: Sequence[int]) -> list[LineageEdge]:
+    if not artifact_ids:
+        return []
+    return list(
+        session.scalars(
+            select(LineageEdge).where(LineageEdge.source_id.in_(artifact_ids)).order_by(LineageEdge.id)
+        )
+    )
+
+
+def version_artifacts(session: Session, refs: Iterable[str]) -> list[Artifact]:
+    """The lineage's artifacts of these dataset versions (`NAME@vN`)."""
+    wanted = sorted(set(refs))
+    if not wanted:
+        return []
+    return list(
+        session.scalars(select(Artifact).where(Artifact.kind == "dataset_version", Artifact.name.in_(wanted)))
+    )
+
+
+def release_frozen_gold(session: Session, frozen: FrozenGold) -> None:
+    """Drop a gold set's freeze (only to freeze a purged version in the same transaction)."""
+    session.delete(frozen)
+    session.flush()
+
+
+def add_erasure(session: Session, **fields: Any) -> Erasure:
+    row = Erasure(**fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def erasures(session: Session) -> list[Erasure]:
+    return list(session.scalars(select(Erasure).order_by(Erasure.id)))

@@ -131,6 +131,9 @@ class GateReport(Base):
     against: Mapped[list[Any]] = mapped_column(default=list)
     report_object: Mapped[str] = mapped_column(String(64))
     rejects_object: Mapped[str | None] = mapped_column(String(64))
+    """Parquet of every flagged example, blocked or warned, with all its reasons
+    (`sftline.gates.rows`); before issue 14, of the quarantined ones with their first reason
+    (`rows_from_table` reads both)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     checked_version: Mapped[DatasetVersion] = relationship(foreign_keys=[checked_version_id])
@@ -333,3 +336,28 @@ class LineageEdge(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
     target_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), index=True)
     station_run_id: Mapped[int] = mapped_column(ForeignKey("station_runs.id"), index=True)
+
+
+class Erasure(Base):
+    """One `sftline data purge`: a data subject's erasure request, as carried out.
+
+    It records what was matched (each value as its sha256, never the value), the versions written
+    without the matching examples and the counts, never the erased content.
+    """
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    matches: Mapped[list[Any]] = mapped_column(default=list)
+    """[{"field", "op", "value_sha256"}]: an example matching any of them was erased."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    datasets: Mapped[list[Any]] = mapped_column(default=list)
+    """[{"dataset", "status", "from", "to", "before", "removed", "after"}], one per dataset searched."""
+    n_removed: Mapped[int] = mapped_column(Integer)
+    still_holding: Mapped[list[Any]] = mapped_column(default=list)
+    """Refs of the versions that still hold matching examples (older, immutable versions)."""
+    runs: Mapped[list[Any]] = mapped_column(default=list)
+    """Names of the training runs made from matching data: retrain them."""
+    evaluations: Mapped[list[Any]] = mapped_column(default=list)
+    """Names of the evaluations whose stored outputs hold a matching example's text."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -21,8 +21,10 @@ code { background: #f4f4f4; padding: 1px 4px; } .muted { color: #777; }
 accepted {{ r.accepted }} + quarantined {{ r.quarantined }}; {{ r.warned }} warned, {{ r.redacted }} redacted.
 {% if r.against %}Checked against {{ r.against | join(", ") }}.{% endif %}</p>
 {% for failure in r.failures %}<p class="failed">{{ failure }}</p>{% endfor %}
+{% for entry in r.left_out %}<p class="muted">Compared: {{ entry.why }}.</p>{% endfor %}
+{% if format_why %}<p class="muted">Format: {{ format_why }}.</p>{% endif %}
 
-<h2>Counts by gate and reason</h2>
+<h2>Examples by gate and reason</h2>
 <table><tr><th>gate</th><th>reason</th><th>blocked</th><th>warned</th><th>redacted</th></tr>
 {% for gate, reasons in r.counts.items() %}{% for reason, c in reasons.items() %}
 <tr><td>{{ gate }}</td><td>{{ reason }}</td><td>{{ c.blocked }}</td><td>{{ c.warned }}</td><td>{{ c.redacted }}</td></tr>
@@ -49,10 +51,12 @@ percentiles {% for k, v in lengths.total_tokens.percentiles.items() %}{{ k }} {{
 {% if balance.findings %}<p>Below the minimum share (thresholds {{ balance.thresholds }}):
 {% for f in balance.findings %}<code>{{ f.slice }}={{ f.value }}</code> {{ f.count }} {% endfor %}</p>{% endif %}{% endif %}
 
-<h2>Quarantined examples (first {{ r.rejects | length }})</h2>
-<table><tr><th>example</th><th>where</th><th>gate</th><th>reason</th><th>detail</th></tr>
-{% for x in r.rejects[:200] %}<tr><td>{{ x.example_id }}</td><td>{{ x.location }}</td><td>{{ x.gate }}</td>
-<td>{{ x.reason }}</td><td>{{ x.detail }}</td></tr>{% endfor %}</table>
+<h2>Flagged examples ({{ [r.flagged | length, 200] | min }} of {{ r.n_flagged }})</h2>
+<table><tr><th>example</th><th>where</th><th>action</th><th>gate</th><th>reason</th><th>detail</th></tr>
+{% for x in r.flagged[:200] %}{% for reason in x.reasons %}<tr>{% if loop.first %}
+<td rowspan="{{ x.reasons | length }}">{{ x.example_id }}</td><td rowspan="{{ x.reasons | length }}">{{ x.location }}</td>
+<td rowspan="{{ x.reasons | length }}">{{ x.action }}</td>{% endif %}
+<td>{{ reason.gate }}</td><td>{{ reason.reason }}</td><td>{{ reason.detail }}</td></tr>{% endfor %}{% endfor %}</table>
 <p class="muted">sftline gate report</p>
 </body></html>"""
 
@@ -85,4 +89,5 @@ def render_gate_report(report: dict[str, Any]) -> str:
         contamination=gates.get("contamination"),
         balance=balance,
         balance_charts=balance_charts,
+        format_why=gates.get("format", {}).get("why") if gates.get("format", {}).get("inferred") else None,
     )

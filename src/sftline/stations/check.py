@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.parquet as pq
 import yaml
 from pydantic import ValidationError
 
 from sftline.config import GatesConfig, format_validation_error
-from sftline.data.example import canonical_json
-from sftline.data.export import example_record
+from sftline.data.common_text import find_common_text
 from sftline.data.versions import version_content_hash, version_summary
 from sftline.errors import ConfigError
+from sftline.evals.predict import EmbeddingPredictor
 from sftline.gates.engine import Engine, make_engine
 from sftline.gates.lengths import HfTokenCounter, TokenCounter, WhitespaceCounter
-from sftline.gates.runner import CheckResult, Rejected, build_gates, run_gates
+from sftline.gates.rows import flagged_row, rows_table
+from sftline.gates.runner import CheckResult, build_gates, run_gates
 from sftline.gates.settings import CheckSettings
 from sftline.record import queries
 from sftline.record.queries import resolve
 from sftline.record.schema import GateReport
 from sftline.record.workspace import Workspace
+from sftline.safe_yaml import load_yaml
 from sftline.stations.models import find_base_model
 from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
 from sftline.stations.split import frozen_gold_sets
 from sftline.stations.versions import CommitResult, commit_version, load_examples
+
+FLAGGED_IN_REPORT = 1000  # rows listed in the report; all are in the stored rows (`data rejects`)
+GATES_REVISION = 3
+"""Part of the check's key, raised when what the gates flag changes for the same settings (2:
+shared text left out of compared texts, every gate sees every example, no near-duplicate chains;
+3: label noise on by default, semantic duplicates), so a check made before is not reused."""
 
 
 def own_gold_sets(dataset: str) -> tuple[str, str]:
@@ -48,32 +56,33 @@ def token_counter_for(workspace: Workspace) -> TokenCounter:
     return HfTokenCounter.from_folder(base.path, base.name, config.contract.system_prompt)
 
 
-def _rejects_table(rejected: Sequence[Rejected]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [
-            {
-                "example_id": r.example.id,
-                "gate": r.gate,
-                "reason": r.reason,
-                "detail": r.detail,
-                "related": list(r.related),
-                "location": r.example.provenance.location,
-                "example": canonical_json(example_record(r.example)),
-            }
-            for r in rejected
-        ],
-        schema=pa.schema(
-            [
-                ("example_id", pa.string()),
-                ("gate", pa.string()),
-                ("reason", pa.string()),
-                ("detail", pa.string()),
-                ("related", pa.list_(pa.string())),
-                ("location", pa.string()),
-                ("example", pa.string()),
-            ]
-        ),
-    )
+ENCODER = "minilm-l6"
+"""The sentence encoder of the label-noise and semantic-duplicate gates (embedded: pulled on use)."""
+
+
+class LazyEncoder:
+    """The embedded MiniLM's mean-pooled embeddings, loaded on the first call (a check whose
+    embedding gates do not apply never loads it); the last call's vectors are kept, so the two
+    gates that embed the same inputs embed them once."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._predictor: EmbeddingPredictor | None = None
+        self._last: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        key = tuple(texts)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        if self._predictor is None:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # the check draws its own progress
+            base = find_base_model(self.workspace, ENCODER)
+            self._predictor = EmbeddingPredictor(base.path, labels=())
+        vectors = self._predictor.embed(key)[0]
+        self._last = (key, vectors)
+        return vectors
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,16 @@ def check_version(
         for gold_ref, gold_examples in frozen_gold_sets(workspace, session).items():
             if gold_ref.split("@")[0] not in own_gold_sets(dataset_name):
                 held_out.setdefault(gold_ref, gold_examples)
+    contract = project.config.contract
+    # What the records share (system prompt, template wording) is left out of compared texts.
+    common = find_common_text({checked_ref: examples, **held_out}, contract.system_prompt)
     gates = build_gates(
-        config, project.config.contract, against=held_out, token_counter=token_counter_for(workspace)
+        config,
+        contract,
+        against=held_out,
+        common=common,
+        token_counter=token_counter_for(workspace),
+        encode=LazyEncoder(workspace),
     )
     result = run_gates(examples, gates, engine=engine, progress=progress)
     report = {
@@ -120,23 +137,15 @@ def check_version(
         "engine": engine.name if engine else "local",
         "against": list(held_out),
         **result.summary(),
+        "left_out": [entry.to_json() for entry in common.left_out],
         "gates": result.reports,
-        "warnings": [asdict(w) for w in result.warnings[:1000]],
-        "rejects": [
-            {
-                "example_id": r.example.id,
-                "gate": r.gate,
-                "reason": r.reason,
-                "detail": r.detail,
-                "location": r.example.provenance.location,
-            }
-            for r in result.rejected[:1000]
-        ],
+        "n_flagged": len(result.flagged),
+        "flagged": [flagged_row(f) for f in result.flagged[:FLAGGED_IN_REPORT]],
     }
     report_object = workspace.objects.put_bytes(json.dumps(report, sort_keys=True, default=str).encode())
-    rejects_object = (
-        workspace.objects.put_with(lambda p: pq.write_table(_rejects_table(result.rejected), p))
-        if result.rejected
+    rows_object = (  # every flagged example, blocked or warned (the record's rejects_object)
+        workspace.objects.put_with(lambda p: pq.write_table(rows_table(result.flagged), p))
+        if result.flagged
         else None
     )
     with workspace.record.session() as session:
@@ -173,7 +182,7 @@ def check_version(
             config=config.model_dump(mode="json"),
             against=list(held_out),
             report_object=report_object,
-            rejects_object=rejects_object,
+            rejects_object=rows_object,
         )
         session.add(row)
         session.flush()
@@ -188,8 +197,8 @@ def load_gates_config(path: Path | None) -> GatesConfig | None:
     if path is None:
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read gate config ({exc})") from exc
     data = data.get("gates", data) if isinstance(data, dict) else data
     try:
@@ -219,6 +228,7 @@ def check_work(workspace: Workspace, settings: CheckSettings, gates: GatesConfig
         "gates": gates.model_dump(mode="json"),
         "contract": config.contract.model_dump(mode="json"),
         "against": len(settings.against),
+        "gates_revision": GATES_REVISION,
     }
     return Work("check", f"check {version.ref}", tuple(inputs), shaping)
 
@@ -254,6 +264,7 @@ def check_station(
             "report_object": outcome.report_object,
             "version_checked": outcome.checked,
             **outcome.result.summary(),
+            "left_out": outcome.report["left_out"],
             "created_version": outcome.created_version,
             "version": outcome.version,
         }

@@ -18,7 +18,7 @@ from sftline.record.schema import Mixture
 from sftline.record.workspace import Workspace
 from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station
 from sftline.stations.split import frozen_gold_sets
-from sftline.stations.versions import commit_version, load_examples
+from sftline.stations.versions import SETTLE_ATTEMPTS, commit_version, load_examples, retry_on_conflict
 
 
 def mix_versions(
@@ -42,7 +42,9 @@ def mix_versions(
                 identifier = example.id if len(refs) == 1 else f"{dataset_name}:{example.id}"
                 pool.append(replace(example, id=identifier, tags=tags))
         gold = frozen_gold_sets(workspace, session)
-    target_name = mixture_name(name, sources[0]["ref"])
+        target_name = mixture_name(name, sources[0]["ref"])
+        # The target's head before mixing: the mixture is committed as a compare-and-set on it.
+        expected = queries.head_numbers(session, [target_name])[target_name]
     size = total if total is not None else len(pool)
     result = mix(pool, components, total=size, seed=seed)
     for gold_ref, gold_examples in gold.items():
@@ -53,33 +55,38 @@ def mix_versions(
                 f"the mixture overlaps the frozen gold set {gold_ref}: {len(overlap)} examples "
                 f"(first: {first.id}, {first.provenance.location}); split before mixing"
             )
-    with workspace.record.session() as session:
-        commit = commit_version(
-            workspace,
-            session,
-            target_name,
-            result.examples,
-            created_by="mix",
-            provenance={"mixture_of": sources, "components": result.report, "seed": seed, "total": size},
-            note=f"mixture of {', '.join(s['ref'] for s in sources)} (seed {seed})",
-        )
-        row = Mixture(
-            sources=sources,
-            components=result.report,
-            total=size,
-            seed=seed,
-            result_version_id=commit.version.id,
-        )
-        session.add(row)
-        session.flush()
-        return {
-            "mixture_id": row.id,
-            "version": version_summary(commit.version),
-            "created": commit.created,
-            "components": result.report,
-            "total": size,
-            "seed": seed,
-        }
+
+    def commit_mixture() -> dict[str, Any]:
+        with workspace.record.session() as session:
+            commit = commit_version(
+                workspace,
+                session,
+                target_name,
+                result.examples,
+                created_by="mix",
+                provenance={"mixture_of": sources, "components": result.report, "seed": seed, "total": size},
+                note=f"mixture of {', '.join(s['ref'] for s in sources)} (seed {seed})",
+                expected=expected,
+            )
+            row = Mixture(
+                sources=sources,
+                components=result.report,
+                total=size,
+                seed=seed,
+                result_version_id=commit.version.id,
+            )
+            session.add(row)
+            session.flush()
+            return {
+                "mixture_id": row.id,
+                "version": version_summary(commit.version),
+                "created": commit.created,
+                "components": result.report,
+                "total": size,
+                "seed": seed,
+            }
+
+    return retry_on_conflict(workspace, commit_mixture, attempts=SETTLE_ATTEMPTS)
 
 
 def mixture_name(name: str | None, first_source: str) -> str:

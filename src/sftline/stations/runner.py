@@ -44,7 +44,8 @@ class ArtifactRef:
     """An artifact by kind, the name a person uses for it, and its content hash."""
 
     kind: str
-    """source_file, base_model, dataset_version, gate_report, split, mixture, run, model, evaluation."""
+    """source_file, source_folder, base_model, dataset_version, gate_report, split, mixture, run, model,
+    evaluation."""
     name: str
     hash: str
 

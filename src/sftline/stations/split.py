@@ -11,14 +11,23 @@ from sqlalchemy.orm import Session
 
 from sftline.data.example import Example
 from sftline.data.settings import SplitSettings
-from sftline.data.splits import GOLD, SplitPlan, SplitResult, TargetedHoldout, gold_overlap, split_examples
+from sftline.data.splits import (
+    GOLD,
+    ROLLING,
+    TRAIN,
+    SplitPlan,
+    SplitResult,
+    TargetedHoldout,
+    gold_overlap,
+    split_examples,
+)
 from sftline.errors import FrozenDatasetError
 from sftline.record import queries
 from sftline.record.queries import resolve
 from sftline.record.schema import FrozenGold, Split
 from sftline.record.workspace import Workspace
 from sftline.stations.runner import ArtifactRef, Produced, StationResult, Work, run_station, station_key
-from sftline.stations.versions import commit_version, load_examples
+from sftline.stations.versions import SETTLE_ATTEMPTS, commit_version, load_examples, retry_on_conflict
 
 
 def frozen_gold_sets(workspace: Workspace, session: Session) -> dict[str, list[Example]]:
@@ -35,55 +44,63 @@ def split_version(workspace: Workspace, ref: str, plan: SplitPlan) -> dict[str, 
         examples = load_examples(workspace, source)
         frozen = queries.frozen_gold_named(session, f"{base}-gold")
         frozen_examples = load_examples(workspace, frozen.version) if frozen else []
+        # The parts' heads before the split: each part is committed as a compare-and-set on its own.
+        expected = queries.head_numbers(session, [f"{base}-{part}" for part in _possible_parts(plan)])
     frozen_hits = gold_overlap(examples, frozen_examples) if frozen else None
     result = split_examples(examples, replace(plan, gold=0.0) if frozen else plan, frozen_gold=frozen_hits)
     assignments = _assignments_table(result)
     assignments_object = workspace.objects.put_with(lambda p: pq.write_table(assignments, p))
-    parts: dict[str, Any] = {}
-    with workspace.record.session() as session:
-        source = resolve(session, source_ref)
-        for part, part_examples in sorted(result.parts.items()):
-            if part == GOLD and frozen is not None:
+
+    def commit_parts() -> tuple[int, dict[str, Any]]:
+        """One transaction: every part's version and the split's row, or none of them."""
+        parts: dict[str, Any] = {}
+        with workspace.record.session() as session:
+            source = resolve(session, source_ref)
+            for part, part_examples in sorted(result.parts.items()):
+                if part == GOLD and frozen is not None:
+                    parts[part] = {
+                        "dataset": f"{base}-gold",
+                        "version": resolve(session, f"{base}-gold").ref,
+                        "examples": len(frozen_examples),
+                        "frozen": True,
+                        "held_out_from_source": len(part_examples),
+                    }
+                    continue
+                name = f"{base}-{part}"
+                commit = commit_version(
+                    workspace,
+                    session,
+                    name,
+                    part_examples,
+                    created_by="split",
+                    provenance={
+                        "split_of": source_ref,
+                        "part": part,
+                        "seed": plan.seed,
+                        "assignments_object": assignments_object,
+                    },
+                    note=f"{part} part of {source_ref} (seed {plan.seed})",
+                    expected=expected[name],
+                )
                 parts[part] = {
-                    "dataset": f"{base}-gold",
-                    "version": resolve(session, f"{base}-gold").ref,
-                    "examples": len(frozen_examples),
-                    "frozen": True,
-                    "held_out_from_source": len(part_examples),
+                    "dataset": name,
+                    "version": commit.version.ref,
+                    "content_hash": commit.version.content_hash,
+                    "examples": len(part_examples),
+                    "created": commit.created,
                 }
-                continue
-            name = f"{base}-{part}"
-            commit = commit_version(
-                workspace,
-                session,
-                name,
-                part_examples,
-                created_by="split",
-                provenance={
-                    "split_of": source_ref,
-                    "part": part,
-                    "seed": plan.seed,
-                    "assignments_object": assignments_object,
-                },
-                note=f"{part} part of {source_ref} (seed {plan.seed})",
+            row = Split(
+                source_version_id=source.id,
+                seed=plan.seed,
+                plan=_plan_json(plan),
+                parts=parts,
+                assignments_object=assignments_object,
             )
-            parts[part] = {
-                "dataset": name,
-                "version": commit.version.ref,
-                "content_hash": commit.version.content_hash,
-                "examples": len(part_examples),
-                "created": commit.created,
-            }
-        row = Split(
-            source_version_id=source.id,
-            seed=plan.seed,
-            plan=_plan_json(plan),
-            parts=parts,
-            assignments_object=assignments_object,
-        )
-        session.add(row)
-        session.flush()
-        split_id = row.id
+            session.add(row)
+            session.flush()
+            return row.id, parts
+
+    split_id, parts = retry_on_conflict(workspace, commit_parts, attempts=SETTLE_ATTEMPTS)
     return {
         "split_id": split_id,
         "source": source_ref,
@@ -93,6 +110,11 @@ def split_version(workspace: Workspace, ref: str, plan: SplitPlan) -> dict[str, 
         "notes": result.notes,
         "seed": plan.seed,
     }
+
+
+def _possible_parts(plan: SplitPlan) -> list[str]:
+    """Every part a split by `plan` may make (train, the holdouts), before it is made."""
+    return [TRAIN, GOLD, ROLLING, *(targeted.part for targeted in plan.targeted)]
 
 
 def _plan_json(plan: SplitPlan) -> dict[str, Any]:

@@ -65,8 +65,6 @@ from sftline.train.recipes import TARGET_STEPS, for_task
 from sftline.train.tasks import ChatData, ClassifierData, TaskData, prepare_classifier
 from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
 
-RUNS_DIR = "runs"
-
 
 @dataclass(frozen=True)
 class RunSetup:
@@ -232,7 +230,7 @@ def setup_run(
             session.add(row)
             session.flush()
             row.name = f"run-{row.id:04d}"
-            row.output_dir = str(workspace.project.state_dir / RUNS_DIR / row.name)
+            row.output_dir = str(workspace.project.runs_dir / row.name)
         created = (row.id, row.name, row.output_dir) if row is not None else None
         data_ref, data_hash = data_version.ref, data_version.content_hash
     run_id, run_name, output_dir = broadcast(created, info)

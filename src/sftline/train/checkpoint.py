@@ -11,17 +11,18 @@ rank draws the same dropout masks after a resume as it would have without the in
 
 from __future__ import annotations
 
-import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from sftline.atomic import writing_folder
 from sftline.errors import TrainingError
 from sftline.train.distributed import DistInfo, Strategy, gather
 
@@ -88,28 +89,22 @@ def capture(model: torch.nn.Module, optimizer: Any, info: DistInfo, strategy: St
 def save_checkpoint(
     folder: Path, step: int, captured: Captured, scheduler: Any, loop_state: dict[str, Any]
 ) -> Path:
-    """Write a captured state (rank 0 only) as `folder/step-NNNNNNN`, atomically."""
+    """Write a captured state (rank 0 only) as `folder/step-NNNNNNN`, atomically: built and fsynced
+    under a temporary name, renamed into place and the folder fsynced; a step written again
+    replaces the old one only once the new one is complete (`atomic.writing_folder`)."""
     final = folder / f"{PREFIX}{step:07d}"
-    temp = folder / f".tmp-{PREFIX}{step:07d}-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir(parents=True)
-    save_file(captured.weights, str(temp / "trainable.safetensors"))
-    torch.save(
-        {
-            "optimizer": captured.optimizer,
-            "scheduler": scheduler.state_dict(),
-            "rng": captured.rng,
-            "strategy": captured.strategy,
-            "loop": loop_state,
-        },
-        temp / "state.pt",
-    )
-    for path in temp.iterdir():
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temp, final)
+    with writing_folder(final) as temp:
+        save_file(captured.weights, str(temp / "trainable.safetensors"))
+        torch.save(
+            {
+                "optimizer": captured.optimizer,
+                "scheduler": scheduler.state_dict(),
+                "rng": captured.rng,
+                "strategy": captured.strategy,
+                "loop": loop_state,
+            },
+            temp / "state.pt",
+        )
     return final
 
 
@@ -121,8 +116,17 @@ def latest_checkpoint(folder: Path) -> Path | None:
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, info: DistInfo, strategy: Strategy
 ) -> dict[str, Any]:
-    """Restore a checkpoint into the (wrapped) model and its optimizer; returns the loop state."""
-    state = torch.load(path / "state.pt", weights_only=False)
+    """Restore a checkpoint into the (wrapped) model and its optimizer; returns the loop state.
+
+    state.pt is read with `weights_only=True`: tensors and plain values only, never pickled
+    objects, so a checkpoint in a shared run folder cannot run code on `--resume`."""
+    try:
+        state = torch.load(path / "state.pt", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TrainingError(
+            f"checkpoint {path} holds objects beyond tensors and plain values (written by an older "
+            "sftline, or altered), so it is not loaded; train again without --resume"
+        ) from exc
     if (state.get("strategy") == "fsdp") != (strategy == "fsdp"):
         raise TrainingError(
             f"checkpoint {path} was written under {state.get('strategy')}; resume it with the same "
@@ -160,17 +164,30 @@ def prune_checkpoints(folder: Path, keep: int = 2) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    """This process's RNG states as tensors and plain numbers (what `weights_only` loads)."""
+    version, words, gauss = random.getstate()
+    legacy = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
+    kind, keys, position, has_gauss, cached_gauss = legacy
     return {
         "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(cached_gauss),
+        },
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
 def _set_rng_state(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    python = rng["python"]
+    random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
+    numpy = rng["numpy"]
+    keys = numpy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((numpy["kind"], keys, numpy["position"], numpy["has_gauss"], numpy["gauss"]))
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     """Optimizer steps; overrides epochs."""
     lr: float | None = Field(default=None, gt=0)
-    """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning (classifiers: 1e-4
+    """Peak learning rate; default 2e-4 for LoRA, 2e-5 for full fine-tuning (classifiers: 2e-4
     full, 5e-4 LoRA)."""
     step_tokens: int = Field(default=8192, ge=16)
     """Tokens of examples per optimizer step (per process): micro-batches x accumulation. Fixed

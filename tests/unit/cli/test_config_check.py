@@ -44,7 +44,7 @@ def test_valid_config_prints_ok_and_a_summary(
     assert capsys.readouterr().out.splitlines() == [
         f"{(tmp_path / 'sftline.yaml').resolve()}: ok",
         "  task: classify  base model: minilm-l6  model name: support-intents",
-        "  output: 3 labels  gates: 6 on, 2 off  release criteria: 1",
+        "  output: 3 labels  gates: 7 on, 3 off  release criteria: 1",  # semantic_duplicates off by default
     ]
     monkeypatch.chdir(tmp_path)
     assert main(["config", "check"]) == 0
@@ -60,8 +60,8 @@ def test_valid_config_prints_ok_and_a_summary(
         "model_name": "support-intents",
         "output_kind": "labels",
         "labels": 3,
-        "gates_on": 6,
-        "gates_off": 2,
+        "gates_on": 7,
+        "gates_off": 3,
         "release_criteria": 1,
     }
     assert report["config"]["gates"]["pii"]["action"] == "off"
@@ -81,7 +81,7 @@ def test_shipped_template_is_valid_and_names_the_model_after_the_project(
     ]
     assert main(["config", "check", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)["summary"]
-    assert (summary["model_name"], summary["labels"], summary["gates_off"]) == ("intents", None, 0)
+    assert (summary["model_name"], summary["labels"], summary["gates_off"]) == ("intents", None, 1)
 
 
 def test_every_problem_is_reported_at_once(

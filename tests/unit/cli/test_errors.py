@@ -52,15 +52,14 @@ def test_writing_a_report_into_a_missing_folder_is_one_line(
 
 
 def test_os_error_is_one_line_and_debug_adds_the_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    folder = (blocker / "project").resolve()
-    assert main(["init", str(blocker / "project")]) == 1
+    folder = tmp_path / "a-file" / "project"
+    _init_raises(monkeypatch, NotADirectoryError(20, "Not a directory", str(folder)))
+    assert main(["init", str(folder)]) == 1
     assert capsys.readouterr().err.splitlines() == [f"error: cannot access '{folder}': Not a directory"]
 
-    assert main(["--debug", "init", str(blocker / "project")]) == 1
+    assert main(["--debug", "init", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "NotADirectoryError" in err
     assert err.splitlines()[-1] == f"error: cannot access '{folder}': Not a directory"

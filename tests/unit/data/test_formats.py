@@ -89,7 +89,9 @@ def test_classification_parquet_detects_fields_and_checks_types(tmp_path: Path) 
     result = import_file(path)
     assert result.format == "classification"
     assert [(e.text, e.label) for e in result.examples] == [("good", "1"), ("also good", "0")]
-    assert [(q.line, q.reason) for q in result.quarantined] == [(3, "empty_label")]
+    # Parquet has no lines: a row is placed by its 0-based index, and `line` is null.
+    assert [(q.line, q.pointer, q.reason) for q in result.quarantined] == [(None, "[2]", "empty_label")]
+    assert result.examples[1].provenance.location == "cls.parquet, [1]"
 
 
 def test_pairs_with_splits_and_label_groups(tmp_path: Path) -> None:

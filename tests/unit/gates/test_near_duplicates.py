@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from sftline.data.example import Example, Provenance
 from sftline.errors import ConfigError
 from sftline.gates.near_duplicates import NearDuplicateGate
 from sftline.text import minhash
+from sftline.text.groups import near_duplicate_groups
 from sftline.text.minhash import (
     NearDuplicateIndex,
     ShingleSpec,
@@ -174,9 +174,11 @@ def test_gate_flags_every_member_but_the_earliest() -> None:
     outcome = NearDuplicateGate().check(examples)
     assert outcome.gate == "near_duplicates"
     assert [f.example_id for f in outcome.flags] == ["ex-2", "ex-4"]
-    for flag in outcome.flags:
+    for flag, index in zip(outcome.flags, (2, 4), strict=True):
         assert flag.reason == "near_duplicate" and flag.related == ("ex-0",)
-        assert re.fullmatch(r"Jaccard ~(0\.\d\d|1\.00) with ex-0 \(cluster of 3\)", flag.detail)
+        assert flag.field == "messages[0]"
+        jaccard = exact_jaccard(prompts[0], prompts[index])
+        assert flag.detail == f"Jaccard {jaccard:.2f} with ex-0 (group of 3)"
     report = outcome.report
     cluster = {"representative": "ex-0", "members": ["ex-0", "ex-2", "ex-4"], "size": 3}
     assert report["clusters"] == [cluster]
@@ -184,6 +186,7 @@ def test_gate_flags_every_member_but_the_earliest() -> None:
     params = report["params"]
     assert params | {"threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9} == params
     assert params["field"] == "prompt" and params["seed"] == 1
+    assert params["verified"] == "exact Jaccard with the representative"
     json.dumps(report)
 
 
@@ -219,3 +222,46 @@ def test_bad_settings_are_reported_together() -> None:
         NearDuplicateIndex.build(["a"], threshold=1.5, num_perm=1, char_ngram=0)
     with pytest.raises(ConfigError, match="field"):
         NearDuplicateGate(field="answer")  # type: ignore[arg-type]
+
+
+# Exact Jaccard (char 5-grams): A~B 0.87, B~C 0.94, C~D 0.87, A~C 0.82, B~D 0.82, A~D 0.71.
+CHAIN = [
+    "i was charged twice for my subscription this month, please refund me",
+    "i was charged twice for my subscripton this month, please refund me",
+    "i was charged twice for my subscripton this month, please refund me now",
+    "i was charged twice for my subscripton this month please refund me now",
+]
+
+
+def test_a_chain_through_other_texts_does_not_flag_a_text_unlike_the_representative() -> None:
+    assert exact_jaccard(CHAIN[0], CHAIN[3]) < 0.8 <= exact_jaccard(CHAIN[2], CHAIN[3])
+    assert near_duplicate_clusters(CHAIN) == [[0, 1, 2, 3]]  # union-find joins all four (splits)
+    outcome = NearDuplicateGate().check([example(i, text) for i, text in enumerate(CHAIN)])
+    assert [(f.example_id, f.related) for f in outcome.flags] == [("ex-1", ("ex-0",)), ("ex-2", ("ex-0",))]
+    assert outcome.report["clusters"] == [
+        {"representative": "ex-0", "members": ["ex-0", "ex-1", "ex-2"], "size": 3}
+    ]
+    index = NearDuplicateIndex.build(CHAIN)
+    groups = near_duplicate_groups(index, CHAIN)
+    assert [(g.representative, [m for m, _ in g.members]) for g in groups] == [(0, [1, 2])]
+    for group in groups:
+        for member, jaccard in group.members:
+            assert jaccard == exact_jaccard(CHAIN[group.representative], CHAIN[member]) >= 0.8
+    # when the first text is to be avoided, the second represents, and all three others are within 0.8
+    avoided = near_duplicate_groups(index, CHAIN, avoid=[True, False, False, False])
+    assert [(g.representative, [m for m, _ in g.members]) for g in avoided] == [(1, [0, 2, 3])]
+
+
+def test_every_flag_is_within_the_threshold_of_its_representative(clinc: list[str]) -> None:
+    """Planted one-edit variants on CLINC150 at 0.7: each original represents its 4 variants."""
+    texts = list(clinc)
+    for base, kinds in PLANTED.items():
+        texts += [base, *kinds.values()]
+    groups = near_duplicate_groups(NearDuplicateIndex.build(texts, threshold=0.7), texts)
+    starts = [len(clinc) + 5 * k for k in range(len(PLANTED))]
+    assert [(g.representative, [m for m, _ in g.members]) for g in groups] == [
+        (start, [start + 1, start + 2, start + 3, start + 4]) for start in starts
+    ]
+    for group in groups:
+        for member, jaccard in group.members:
+            assert exact_jaccard(texts[group.representative], texts[member]) == jaccard >= 0.7

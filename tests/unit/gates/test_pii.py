@@ -275,7 +275,7 @@ def test_redact_replaces_only_the_pii() -> None:
     assert redact(text, []) == text
 
 
-def test_quarantine_flags_first_kind_without_leaking_pii() -> None:
+def test_quarantine_flags_every_kind_without_leaking_pii() -> None:
     examples = [
         _gate_example(
             "e1",
@@ -300,12 +300,13 @@ def test_quarantine_flags_first_kind_without_leaking_pii() -> None:
         ),
     ]
     outcome = PiiGate().check(examples)
-    assert [(f.example_id, f.reason) for f in outcome.flags] == [
-        ("e1", "pii_email"),
-        ("e3", "pii_credit_card"),
+    assert [(f.example_id, f.reason, f.field) for f in outcome.flags] == [
+        ("e1", "pii_email", "messages[0]"),
+        ("e1", "pii_phone", "messages[0]"),
+        ("e3", "pii_credit_card", "messages[1]"),
     ]
-    assert outcome.flags[0].detail == "2 email, 1 phone in messages[0]"
-    assert outcome.flags[1].detail == "1 credit_card in messages[1]"
+    assert outcome.flags[0].detail == outcome.flags[1].detail == "2 email, 1 phone in messages[0]"
+    assert outcome.flags[2].detail == "1 credit_card in messages[1]"
     for flag in outcome.flags:
         assert "@" not in flag.detail and "4111" not in flag.detail and "7946" not in flag.detail
     assert outcome.replacements == {}

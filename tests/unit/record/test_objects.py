@@ -51,3 +51,28 @@ def test_local_objects_are_read_only_and_verifiable(tmp_path: Path) -> None:
     assert path.name == digest
     assert path.stat().st_mode & 0o222 == 0
     assert store.verify(digest)
+
+
+@pytest.mark.parametrize(
+    "digest", ["../../../etc/passwd", "/etc/passwd", "A" * 64, "0" * 63, "0" * 64 + "\n"]
+)
+def test_a_digest_that_is_not_a_sha256_never_becomes_a_path(tmp_path: Path, digest: str) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    with pytest.raises(ObjectStoreError, match="which is not a sha256: the record was damaged or tampered"):
+        store.get_bytes(digest)
+    with pytest.raises(ObjectStoreError, match="not a sha256"):
+        store.exists(digest)
+
+
+def test_a_corrupt_object_is_an_error_naming_it(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    digest = store.put_bytes(b"the bytes as stored")
+    path = store.path(digest)
+    path.chmod(0o644)
+    path.write_bytes(b"the bytes as stored, then changed")
+    with pytest.raises(ObjectStoreError) as raised:
+        store.get_bytes(digest)
+    assert str(raised.value) == (
+        f"object {digest[:12]} ({path}) is corrupt: its content no longer matches its sha256; "
+        "restore it from a backup"
+    )

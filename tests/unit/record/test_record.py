@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 
 from sftline.config import Project, ProjectConfig
 from sftline.data.example import Example, Provenance
-from sftline.errors import DatasetNotFound
+from sftline.errors import DatasetNotFound, ObjectStoreError
 from sftline.record.db import Record, current_revision, head_revision
 from sftline.record.objects import LocalObjectStore
 from sftline.record.queries import list_versions, resolve
@@ -116,6 +116,8 @@ def test_versions_are_numbered_and_identical_content_is_not_a_new_version(worksp
         ("support@v9", "no such version"),
         ("support@zz", "a version is"),
         ("bad name!", "invalid dataset name"),
+        ("support\n", "invalid dataset name"),
+        ("support@v1\n", "a version is"),
     ],
 )
 def test_bad_references_are_clear_errors(workspace: Workspace, ref: str, message: str) -> None:
@@ -146,3 +148,24 @@ def test_migrations_match_the_table_models(workspace: Workspace) -> None:
     with workspace.record.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
+
+
+def test_a_version_number_past_the_column_is_no_such_version(workspace: Workspace) -> None:
+    with workspace.record.session() as session:
+        commit_version(
+            workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note="one"
+        )
+    with workspace.record.session() as session, pytest.raises(DatasetNotFound, match="no such version"):
+        resolve(session, "support@v99999999999999999999999")
+
+
+def test_a_corrupt_version_object_is_an_error_naming_it(workspace: Workspace) -> None:
+    with workspace.record.session() as session:
+        version = commit_version(
+            workspace, session, "support", make_examples("a"), created_by="test", provenance={}, note="one"
+        ).version
+    path = workspace.objects.path(version.object_hash)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-40] + b"\0" * 40)
+    with pytest.raises(ObjectStoreError, match=f"object {version.object_hash[:12]} .* is corrupt"):
+        load_examples(workspace, version)

@@ -10,7 +10,7 @@ from sftline.train.recipes import classifier_epochs, for_task
 
 def test_classifier_defaults_are_pinned() -> None:
     config, chosen = for_task(TrainConfig(base="minilm-l6", data="d"), "classify", 13_590)
-    assert (config.method, config.lr, config.batch_size) == ("full", 1e-4, 32)
+    assert (config.method, config.lr, config.batch_size) == ("full", 2e-4, 32)
     assert (config.weight_decay, config.warmup_ratio, config.schedule) == (0.01, 0.1, "linear")
     assert config.label_smoothing == 0.0
     assert (config.holdout_share, config.false_abstention, config.abstention_score) == (0.1, 0.01, "auto")
