@@ -48,6 +48,13 @@ step "sftline run: every station runs the first time (exit status: the release v
 verdict=0
 "$SFTLINE" run || verdict=$?
 echo "sftline run exited $verdict (0 pass, 3 fail, 4 inconclusive)"
+# The classifier against zero-shot MiniLM on the test split (the stored outputs, so nothing runs again).
+"$SFTLINE" eval run-0001 --on clinc150-test --baseline minilm-l6 --json | "$PYTHON" -c '
+import json, sys
+s = json.load(sys.stdin)["sections"][0]
+for name, m in ((s["model"], s["metrics"]["overall"]), ("zero-shot " + s["baseline"]["model"], s["baseline"]["metrics"]["overall"])):
+    print("{:<20} in-scope accuracy {:5.1%}  out-of-scope recall {:5.1%}  ECE {:5.1%}".format(
+        name, m["in_scope_accuracy"]["value"], m["abstention_recall"]["value"], m["ece"]["value"]))' || true
 
 step "sftline run again: nothing changed, so every station is cached"
 started=$SECONDS
