@@ -437,3 +437,18 @@ def test_a_learning_rate_sweep_trains_one_run_per_value_and_ranks_them_on_the_ho
     assert "not a training setting a sweep can vary" in bad["err"]
     bad = run_json(capsys, *args, "--sweep", "lr=fast", code=1)
     assert "lr" in bad["err"]
+
+
+def test_a_classifier_says_which_token_settings_it_ignores(
+    classify_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sftline.cli.main import main
+
+    capsys.readouterr()
+    args = ["train", "--base", "minilm-l6", "--data", "intents", "--max-steps", "1", "--batch-tokens", "512"]
+    assert main(args) == 0
+    startup = next(line for line in capsys.readouterr().err.splitlines() if "classifier (full" in line)
+    assert (
+        "32 per step" in startup
+        and "batch_tokens ignored: a classifier's step is batch_size examples" in startup
+    )

@@ -446,11 +446,17 @@ def classifier_line(config: TrainConfig, run: RunSetup) -> str:
     epochs = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs:g} epochs{given}"
     holdout = f"; holdout {run.eval_ref}, {len(run.eval_examples):,} examples" if run.eval_ref else ""
     chosen = f"; defaults for the task: {', '.join(sorted(run.recipe))}" if run.recipe else ""
+    token_settings = sorted({"batch_tokens", "step_tokens"} & config.model_fields_set)
+    ignored = (
+        f"; {', '.join(token_settings)} ignored: a classifier's step is batch_size examples"
+        if token_settings
+        else ""
+    )
     return (
         f"classifier ({config.method}, {config.pooling} pooling): {len(run.examples):,} examples, "
         f"{config.batch_size} per step, {steps:,} steps an epoch, {epochs}, lr {config.lr:g} "
         f"({config.schedule}, warmup {config.warmup_ratio:.0%}, weight decay {config.weight_decay:g})"
-        f"{holdout}{chosen}"
+        f"{holdout}{chosen}{ignored}"
     )
 
 
