@@ -10,6 +10,7 @@ import torch
 from sftline.errors import TrainingError
 from sftline.train.packing import (
     IGNORE_INDEX,
+    Batch,
     batch_logits,
     collate_padded,
     loss_sum,
@@ -65,6 +66,19 @@ def _grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor
     model.zero_grad(set_to_none=True)
     loss.backward()
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_loss_and_grads(model: torch.nn.Module, batch: Batch, reference: Batch) -> None:
+    """`batch` gives the summed loss, the count and every gradient of `reference` (each example
+    alone in a padded row), to 1e-5."""
+    shared, count = loss_sum(model, batch)
+    alone, alone_count = loss_sum(model, reference)
+    assert count == alone_count == reference.n_trained_tokens
+    torch.testing.assert_close(shared, alone, rtol=1e-5, atol=1e-5)
+    expected, got = _grads(model, alone), _grads(model, shared)
+    assert expected.keys() == got.keys()
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])

@@ -6,12 +6,11 @@ import random
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from sftline.errors import TrainingError
 from sftline.train.packing import IGNORE_INDEX, collate_padded, loss_sum
 from sftline.train.rows import PackedRow, collate_rows, shareable_length, shared_prefix_groups
-from tests.unit.train.test_packing import VOCAB, Rendered, _grads, _model
+from tests.unit.train.test_packing import VOCAB, Rendered, _model, assert_same_loss_and_grads
 
 PAD = 0
 
@@ -68,12 +67,7 @@ def test_prefix_rows_give_the_loss_and_gradients_of_the_examples_alone(attn: str
     assert batch.n_tokens == batch.n_example_tokens - 3 * 12 - 2 * 9  # each prefix laid out once per row
     reference = collate_padded(sequences, range(len(sequences)), PAD)
 
-    shared, count = loss_sum(model, batch)
-    alone, alone_count = loss_sum(model, reference)
-    assert count == alone_count == reference.n_trained_tokens
-    torch.testing.assert_close(shared, alone, rtol=1e-5, atol=1e-5)
-    for name, grad in _grads(model, alone).items():
-        torch.testing.assert_close(_grads(model, loss_sum(model, batch)[0])[name], grad, rtol=1e-5, atol=1e-5)
+    assert_same_loss_and_grads(model, batch, reference)
 
 
 def test_a_member_without_the_prefix_is_refused() -> None:

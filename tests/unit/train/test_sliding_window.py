@@ -14,7 +14,7 @@ from sftline.train.rows import PackedRow, RowAttention, collate_rows, row_attent
 from sftline.train.tasks import prepare_chat
 from tests.support.clinc import CLINC_SYSTEM_PROMPT, clinc_chats
 from tests.support.tiny_models import make_tiny_chat_model
-from tests.unit.train.test_packing import VOCAB, _grads
+from tests.unit.train.test_packing import VOCAB, assert_same_loss_and_grads
 from tests.unit.train.test_rows import PAD, _two_system_prompts
 
 WINDOW = 4
@@ -63,12 +63,7 @@ def test_prefix_rows_under_a_sliding_window_give_the_loss_and_gradients_of_the_e
     # The reference: each example alone in a padded row, the window applied by transformers itself.
     reference = collate_padded(sequences, range(len(sequences)), PAD)
 
-    shared, count = loss_sum(model, batch)
-    alone, alone_count = loss_sum(model, reference)
-    assert count == alone_count == reference.n_trained_tokens
-    torch.testing.assert_close(shared, alone, rtol=1e-5, atol=1e-5)
-    for name, grad in _grads(model, alone).items():
-        torch.testing.assert_close(_grads(model, loss_sum(model, batch)[0])[name], grad, rtol=1e-5, atol=1e-5)
+    assert_same_loss_and_grads(model, batch, reference)
 
 
 def test_the_window_hides_keys_window_positions_back_in_the_members_own_positions() -> None:
