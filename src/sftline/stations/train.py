@@ -59,7 +59,7 @@ from sftline.train.distributed import (
     init_distributed,
     strategy_for,
 )
-from sftline.train.export import export_model
+from sftline.train.export import export_model, load_best
 from sftline.train.memory import resolve_batching, resolved, startup_line
 from sftline.train.recipes import TARGET_STEPS, for_task
 from sftline.train.tasks import ChatData, ClassifierData, TaskData, prepare_classifier
@@ -151,7 +151,7 @@ def start_run(
         )
         finished = stop_after_steps is None or result.state.step >= result.total_steps or result.stopped_early
         if finished and isinstance(model, SentenceClassifier) and run.info.is_main and run.strategy != "fsdp":
-            load_best(model, result, run)
+            load_best_weights(model, result, run)
             model.extra, model.extra_tensors = calibrate_classifier(workspace, config, run, data, model)
         exported = export_run(config, run, data, model, result, batching) if finished else None
         warnings = run_warnings(config, data, model, result) if finished else []
@@ -474,14 +474,10 @@ def run_warnings(config: TrainConfig, data: RunData, model: Any, result: TrainRe
     )
 
 
-def load_best(model: Any, result: TrainResult, run: RunSetup) -> None:
+def load_best_weights(model: Any, result: TrainResult, run: RunSetup) -> None:
     """The best checkpoint's weights into `model`, when the holdout chose one."""
     if result.state.best_step:
-        best = latest_checkpoint(run.output / "checkpoints" / "best")
-        if best is not None:
-            from safetensors.torch import load_file
-
-            load_trainable(model, load_file(str(best / "trainable.safetensors")))
+        load_best(model, run.output / "checkpoints" / "best")
 
 
 def calibrate_classifier(

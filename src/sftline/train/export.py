@@ -17,7 +17,8 @@ from sftline.train.checkpoint import latest_checkpoint, load_trainable
 from sftline.train.config import TrainConfig
 
 
-def _load_best(model: torch.nn.Module, best_dir: Path) -> None:
+def load_best(model: torch.nn.Module, best_dir: Path) -> None:
+    """The trainable weights of the newest checkpoint in `best_dir` into `model` (none: as is)."""
     best = latest_checkpoint(best_dir)
     if best is None:
         return
@@ -30,7 +31,7 @@ def export_model(
     """Write output/model (merged or full weights) and, for LoRA, output/adapter, each atomically;
     returns output/model."""
     if best_dir is not None:
-        _load_best(model, best_dir)
+        load_best(model, best_dir)
     if config.method == "lora":
         with writing_folder(output / "adapter") as adapter:
             model.save_pretrained(adapter)
