@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sftline.data.messages import (
     Rejection,
+    check_each,
     check_message,
     check_messages,
     embedded_json,
@@ -198,12 +199,9 @@ def _side(value: Any, where: str, role: str) -> list[dict[str, Any]] | Rejection
             return Rejection(message.reason, where, message.detail)
         return [message]
     if isinstance(value, list):
-        checked = []
-        for index, message in enumerate(value):
-            result = check_message(message, f"{where}[{index}]")
-            if isinstance(result, Rejection):
-                return result
-            checked.append(result)
+        checked = check_each(value, where)
+        if isinstance(checked, Rejection):
+            return checked
         if not checked:
             return Rejection("empty_content" if role == "user" else "empty_assistant", where, "empty")
         return checked

@@ -177,13 +177,19 @@ def check_messages(messages: Any, where: str) -> list[dict[str, Any]] | Rejectio
         return wrong_type(where, "a list of messages", messages)
     if not messages:
         return Rejection("empty_messages", where, "the conversation has no messages")
+    checked = check_each(messages, where)
+    return checked if isinstance(checked, Rejection) else require_assistant(checked, where)
+
+
+def check_each(messages: list[Any], where: str) -> list[dict[str, Any]] | Rejection:
+    """Every message checked (`where[i]`), or the first one's rejection."""
     checked = []
     for index, message in enumerate(messages):
         result = check_message(message, f"{where}[{index}]")
         if isinstance(result, Rejection):
             return result
         checked.append(result)
-    return require_assistant(checked, where)
+    return checked
 
 
 def require_assistant(messages: list[dict[str, Any]], where: str) -> list[dict[str, Any]] | Rejection:
