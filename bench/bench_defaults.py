@@ -96,7 +96,7 @@ def run_sftline(model: Path, data: Path, steps: int) -> dict[str, Any]:
         project = Path(folder) / "p"
         _cli(["init", str(project), "--task", "chat"])
         os.chdir(project)
-        _cli(["models", "register", "smollm2-135m-instruct", str(model)])
+        _cli(["models", "base", "add", "smollm2-135m-instruct", str(model)])
         _cli(["data", "import", str(data), "--name", "chats"])
         summary = json.loads(
             _cli(["train", "--base", "smollm2-135m-instruct", "--data", "chats", "--max-steps", str(steps)])

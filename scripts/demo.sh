@@ -19,6 +19,8 @@ cd "$PROJECT"
 
 step "the line in sftline.yaml: import, check, split, mix, train, eval (see line: below)"
 sed -i 's/critical_slices: \[\]/critical_slices: [domain=banking]/' sftline.yaml
+# The release suite of `models promote`: the test split and the banking holdout (the line's eval).
+sed -i 's/^  on: \[\]$/  on: [clinc150-test, clinc150-domain-banking]/' sftline.yaml
 # The line replaces the template's `line: null`; each station's settings are its command's options.
 sed -i '/^line: null$/d' sftline.yaml
 cat >> sftline.yaml <<YAML
@@ -68,8 +70,14 @@ step "what the line made: base models pulled on first use, datasets, versions, q
 "$SFTLINE" data rejects clinc150@v1 --limit 8
 "$SFTLINE" data show clinc150-mix --head 1
 
-step "lineage of the trained model: from the CLINC150 file through versions, checks and the split"
-"$SFTLINE" lineage run-0001
+step "the registry: the classifier registered, promoted to production on its release verdict (the line's, reused)"
+"$SFTLINE" models register run-0001
+"$SFTLINE" models promote clinc150-demo@1 --to production --reason "first release" || true
+"$SFTLINE" models history clinc150-demo
+"$SFTLINE" models card clinc150-demo@1
+
+step "lineage of the registered model: from the CLINC150 file through versions, checks, the split and the run to its evaluations"
+"$SFTLINE" lineage clinc150-demo@1
 
 step "the same commands by hand reuse the line's work: HTML reports from cached stations"
 station() { "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d["station"], d["key"][:12], "->", sys.argv[1])' "$1"; }

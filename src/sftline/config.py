@@ -26,7 +26,7 @@ from sftline.contract.spec import Contract
 from sftline.data.settings import ImportSettings, MixSettings, SplitSettings
 from sftline.data.versions import NAME_PATTERN
 from sftline.errors import ConfigError, ProjectNotFound
-from sftline.evals.settings import EvalStationSettings
+from sftline.evals.settings import EvalStationSettings, yaml_on
 from sftline.gates.settings import CheckSettings
 from sftline.safe_yaml import load_yaml
 from sftline.train.config import TrainConfig
@@ -190,6 +190,11 @@ def _default_criteria() -> list[ReleaseCriterion]:
 class ReleaseConfig(_Strict):
     """When `sftline eval --baseline` / `eval compare` says a candidate may ship."""
 
+    on: list[str] = []
+    """The release suite: the datasets `sftline models promote` computes a version's verdict on
+    (against the version in production, or the run's base model for a first promotion). Empty:
+    the project's frozen gold sets."""
+
     critical_slices: list[str] = []
     """Slices (`tag=value`) that must not regress, e.g. `domain=banking`."""
     criteria: list[ReleaseCriterion] = Field(default_factory=_default_criteria)
@@ -197,6 +202,11 @@ class ReleaseConfig(_Strict):
     wholly beyond the allowed drop, passes when it lies wholly within it, and is inconclusive
     otherwise. A criterion on a metric the task does not have is skipped; a verdict all of whose
     criteria were skipped is inconclusive. At least one criterion is required."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        return yaml_on(data)
 
     @field_validator("criteria")
     @classmethod

@@ -39,10 +39,11 @@ def test_pull_register_and_list(
     assert again["content_hash"] == pulled["content_hash"]
 
     with pytest.warns(UserWarning, match="tokenizer"):
-        registered = run_json(capsys, "models", "register", "tiny", str(tiny_llama))
+        registered = run_json(capsys, "models", "base", "add", "tiny", str(tiny_llama))
     assert registered["kind"] == "causal-lm" and registered["source"] == f"local:{tiny_llama}"
 
-    listed = {row["name"]: row for row in run_json(capsys, "models", "list")}
+    listed = {row["name"]: row for row in run_json(capsys, "models", "base", "list")}
+    assert listed == {row["name"]: row for row in run_json(capsys, "models", "list")["base_models"]}
     assert listed["minilm-l6"]["status"] == "pulled"
     assert listed["minilm-l6"]["content_hash"] == pulled["content_hash"]
     assert listed["smollm2-135m-instruct"]["status"] == "not pulled"
@@ -64,12 +65,23 @@ def test_an_embedded_base_model_is_pulled_on_first_use(
     from sftline.record.workspace import Workspace
     from sftline.stations.models import find_base_model
 
-    assert [m["status"] for m in run_json(capsys, "models", "list") if m["name"] == "minilm-l6"] != ["ready"]
+    bases = run_json(capsys, "models", "base", "list")
+    assert [m["status"] for m in bases if m["name"] == "minilm-l6"] != ["ready"]
     with Workspace.find(project_dir) as workspace:
         found = find_base_model(workspace, "minilm-l6")
         again = find_base_model(workspace, "minilm-l6")
     assert found == again and found.kind == "encoder" and (found.path / "config.json").is_file()
-    listed = {m["name"]: m for m in run_json(capsys, "models", "list")}
+    listed = {m["name"]: m for m in run_json(capsys, "models", "base", "list")}
     assert listed["minilm-l6"]["content_hash"] == found.content_hash
-    with Workspace.find(project_dir) as workspace, pytest.raises(Exception, match="sftline models register"):
+    with Workspace.find(project_dir) as workspace, pytest.raises(Exception, match="sftline models base add"):
         find_base_model(workspace, "no-such-model")
+
+
+@pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def test_the_old_register_form_says_where_base_models_went(
+    project_dir: Path, tiny_llama: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["models", "register", "tiny", str(tiny_llama)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"sftline models base add tiny {tiny_llama}" in err

@@ -68,13 +68,15 @@ def test_train_writes_the_model_folder_manifest_and_record(
         "chat_template.jinja",
         "config.json",
         "generation_config.json",
+        "manifest.json",
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
     ]
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "model" / "manifest.json").read_text())
     assert manifest["data"]["ref"] == "intents@v1" and manifest["seed"] == 3
+    assert manifest["environment"]["libraries"]["torch"] and "commit" in manifest["environment"]["code"]
     assert manifest["base_model"]["name"] == "tiny" and len(manifest["base_model"]["content_hash"]) == 64
     assert "tokens per optimizer step" in manifest["tokens_per_step"]
     shown = run_json(capsys, "runs", "show", summary["run"])
@@ -84,11 +86,12 @@ def test_train_writes_the_model_folder_manifest_and_record(
     listed = run_json(capsys, "runs", "list")
     assert listed[0]["name"] == summary["run"] and listed[0]["status"] == "completed"
     # The exported folder was renamed into place whole: no temporary folder or file is left.
-    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "checkpoints", "manifest.json", "model"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["adapter", "checkpoints", "model"]
     # Its content hash is taken once, at export, into the record and the manifest.
     files, model_hash = materialise.hash_folder(run_dir / "model")
     assert manifest["model"] == {"content_hash": model_hash, "files": files}
-    assert sorted(files) == sorted(p.name for p in (run_dir / "model").iterdir())
+    # Every file but the manifest, which names the hash (and the card, which is written later).
+    assert sorted(files) == sorted(p.name for p in (run_dir / "model").iterdir() if p.name != "manifest.json")
     with Workspace.find(chat_project) as workspace, workspace.record.session() as session:
         row = get_run(session, summary["run"])
         assert (row.model_hash, row.model_files, row.error) == (model_hash, files, None)
@@ -263,7 +266,7 @@ def test_minilm_classifier_trains_with_the_abstention_label(
     assert saved["calibrated_on"] == "intents@v1 (carved 10%)" and saved["temperature"] > 0
     assert saved["abstention"]["rule"]["label"] == "oos"
     assert saved["abstention"]["holdout"]["in_scope"] + saved["abstention"]["holdout"]["out_of_scope"] == 16
-    manifest = json.loads((model_dir.parent / "manifest.json").read_text())
+    manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["task"] == "classify" and "oos" in manifest["labels"]
     assert manifest["config"]["method"] == method and manifest["config"]["batch_size"] == 32
     # Settings not given take the classifier recipe's values (the lr was given).
@@ -320,7 +323,7 @@ def test_resume_trains_on_the_data_version_the_run_started_on(
         assert resolve(session, "intents").ref == "intents@v2"
         v1_hash = resolve(session, "intents@v1").content_hash
     run_dir = chat_project / ".sftline" / "runs" / name
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "model" / "manifest.json").read_text())
     assert manifest["data"] == {"ref": "intents@v1", "content_hash": v1_hash}
     a = load_file(str(Path(str(full["output"])) / "model.safetensors"))
     b = load_file(str(run_dir / "model" / "model.safetensors"))

@@ -98,7 +98,11 @@ def _print_line(outcome: Any) -> None:
 
 def lineage_command(
     artifact: Annotated[
-        str, typer.Argument(help="A dataset version (NAME@vN), a run, an evaluation, or a hash prefix.")
+        str,
+        typer.Argument(
+            help="A dataset version (NAME@vN), a registered model version (NAME@N), a run, an "
+            "evaluation, or a hash prefix."
+        ),
     ],
     json_output: JsonFlag = False,
 ) -> None:
@@ -134,6 +138,10 @@ def _tree(graph: Any) -> Tree:
             else:
                 grow(child, parent)
 
+    if graph.evaluations:
+        evaluated = tree.add("[dim]evaluated in[/]")
+        for evaluation in graph.evaluations:
+            evaluated.add(_label(evaluation))
     grow(tree, graph.root)
     return tree
 

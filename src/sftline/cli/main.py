@@ -23,6 +23,7 @@ from sftline.cli import config as config_cli
 from sftline.cli import data as data_cli
 from sftline.cli import evals as evals_cli
 from sftline.cli import holdouts as holdouts_cli
+from sftline.cli import keys as keys_cli
 from sftline.cli import line as line_cli
 from sftline.cli import maintenance as maintenance_cli
 from sftline.cli import models as models_cli
@@ -44,6 +45,7 @@ holdouts_cli.register(data_cli.app)
 app.add_typer(data_cli.app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(config_cli.app, name="config")
+app.add_typer(keys_cli.app, name="keys")
 train_cli.register(app)
 evals_cli.register(app)
 line_cli.register(app)

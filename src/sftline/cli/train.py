@@ -18,7 +18,7 @@ from sftline.cli.options import Overrides, settings_command
 from sftline.cli.output import console, err_console, print_json
 from sftline.cli.progress import Pace, progress_lines
 from sftline.record.leases import shown_status
-from sftline.train.config import TrainConfig
+from sftline.train.config import REPORTING_ONLY, TrainConfig
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable output.")]
 runs_app = typer.Typer(help="Training runs: list and inspect.", no_args_is_help=True)
@@ -71,7 +71,9 @@ def train(
             from sftline.record.queries import get_run
 
             with workspace.record.session() as session:
-                overrides = dict(get_run(session, resume).config)
+                recorded = dict(get_run(session, resume).config)
+            # Where the run is reported may change on a resume; nothing else may.
+            overrides = {**recorded, **{k: overrides[k] for k in REPORTING_ONLY if overrides.get(k)}}
         config = _config(config_file, overrides)
         if show_masks:
             _show_masks(workspace, config, show_masks)

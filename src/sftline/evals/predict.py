@@ -29,6 +29,7 @@ from sftline.evals.abstention import score as abstention_score
 from sftline.evals.metrics import softmax
 from sftline.evals.scoring import Output
 from sftline.models.classifier import SentenceClassifier, is_classifier_folder, load_abstention_tensors
+from sftline.models.safety import SAFE_LOADING
 
 Method = Literal["classifier", "embedding", "generate"]
 Progress = Callable[[int], None]
@@ -200,7 +201,7 @@ class ClassifierPredictor:
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         if not is_classifier_folder(folder):
-            model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, **SAFE_LOADING)
             return cls(model.to(_device()), tokenizer, **settings)
         classifier = SentenceClassifier.from_pretrained(folder)
         stored: dict[str, Any] = {"temperature": float(classifier.extra.get("temperature", 1.0))}
@@ -309,7 +310,7 @@ class EmbeddingPredictor:
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).to(_device()).eval()
+        self.model = AutoModel.from_pretrained(self.folder, **SAFE_LOADING).to(_device()).eval()
 
     def embed(
         self, texts: Sequence[str], progress: Progress | None = None
@@ -390,7 +391,7 @@ class GenerationPredictor:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, **SAFE_LOADING)
         model.to(_device())  # type: ignore[arg-type]
         return cls.around(model, tokenizer, folder, system_prompt, **settings)
 

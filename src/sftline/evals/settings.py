@@ -7,6 +7,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def yaml_on(data: Any) -> Any:
+    """Settings with an `on:` list of datasets as YAML gives them: YAML 1.1 reads a bare `on:` key
+    as the boolean true, and one dataset may be given alone (`on: support-gold`)."""
+    if isinstance(data, dict) and True in data:
+        data = {("on" if key is True else key): value for key, value in data.items()}
+    if isinstance(data, dict) and isinstance(data.get("on"), str):
+        data = {**data, "on": [data["on"]]}
+    return data
+
+
 class EvalSettings(BaseModel):
     """How to evaluate; a suite file (`--suite`) holds these, command-line options override them."""
 
@@ -42,12 +52,7 @@ class EvalSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _yaml_on(cls, data: Any) -> Any:
-        # YAML 1.1 reads a bare `on:` key as the boolean true.
-        if isinstance(data, dict) and True in data:
-            data = {("on" if key is True else key): value for key, value in data.items()}
-        if isinstance(data, dict) and isinstance(data.get("on"), str):
-            data = {**data, "on": [data["on"]]}  # `on: support-gold`, one dataset
-        return data
+        return yaml_on(data)
 
 
 class EvalStationSettings(EvalSettings):

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from sftline.models.safety import SAFE_LOADING
+
 CLASSIFIER_FILE = "classifier.json"
 HEAD_FILE = "classifier_head.safetensors"
 ABSTENTION_FILE = "abstention.safetensors"
@@ -39,9 +41,9 @@ def load_encoder(folder: Path, *, dtype: torch.dtype = torch.float32) -> nn.Modu
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(folder, dtype=dtype, local_files_only=True, add_pooling_layer=False)
+        return AutoModel.from_pretrained(folder, dtype=dtype, add_pooling_layer=False, **SAFE_LOADING)
     except TypeError:  # an architecture without the option
-        return AutoModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        return AutoModel.from_pretrained(folder, dtype=dtype, **SAFE_LOADING)
 
 
 @dataclass

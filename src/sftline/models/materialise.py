@@ -60,10 +60,17 @@ class MaterialisedModel:
     """Floating-point weights counted from safetensors headers; None for *.bin-only folders."""
 
 
+DESCRIPTIVE_FILES = frozenset({"README.md", "manifest.json"})
+"""Files at a model folder's top level that describe it and are not part of its identity: the model
+card (regenerated with every evaluation) and sftline's manifest (which names the hash itself)."""
+
+
 def hash_folder(path: Path) -> tuple[dict[str, str], str]:
-    """sha256 of every file under `path` (recursively), and the folder's content hash."""
+    """sha256 of every file under `path` (recursively) but the descriptive files at its top level,
+    and the folder's content hash."""
     files: dict[str, str] = {}
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    found = (p for p in path.rglob("*") if p.is_file())
+    for file in sorted(p for p in found if p.relative_to(path).as_posix() not in DESCRIPTIVE_FILES):
         digest = hashlib.sha256()
         with file.open("rb") as handle:
             while chunk := handle.read(_HASH_CHUNK):

@@ -6,13 +6,15 @@ writes to the record."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from sftline.errors import LineageError
 from sftline.record import queries
+
+MODEL_KINDS = frozenset({"model", "registered_model"})
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class LineageGraph:
     """{"from", "to", "station_run", "station"}, artifact ids and the station run's id."""
     reports: dict[int, list[int]]
     """dataset version id -> the gate reports of checks that read it (evidence beside the chain)."""
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    """For a model or a registered version: the evaluations of that model, downstream of it
+    ({"id", "kind", "name", "hash"}), the last link of the chain."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -31,6 +36,7 @@ class LineageGraph:
             "nodes": [self.nodes[i] for i in sorted(self.nodes)],
             "edges": self.edges,
             "reports": {str(version): ids for version, ids in self.reports.items()},
+            "evaluations": self.evaluations,
         }
 
     def parents(self, node: int) -> list[tuple[int, dict[str, Any]]]:
@@ -103,7 +109,9 @@ def lineage(session: Session, name_or_hash: str) -> LineageGraph:
             "name": artifact.name,
             "hash": artifact.hash,
         }
-    return LineageGraph(root.id, nodes, edges, reports)
+    models = [i for i, n in nodes.items() if n["kind"] == "model"] if root.kind in MODEL_KINDS else []
+    evaluated = [d for d in descendants(session, models) if d["kind"] == "evaluation"] if models else []
+    return LineageGraph(root.id, nodes, edges, reports, evaluated)
 
 
 def descendants(

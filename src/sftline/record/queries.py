@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from sftline.data.versions import MIN_HASH_PREFIX, VERSION_NUMBER, check_dataset
 from sftline.errors import DatasetNotFound, ModelError, TrainingError
 from sftline.record import leases
 from sftline.record.schema import (
+    ApiKey,
     Artifact,
     Base,
     BaseModelEntry,
@@ -32,9 +33,15 @@ from sftline.record.schema import (
     GateReport,
     ImportRun,
     LineageEdge,
+    Mixture,
+    ModelVersion,
+    Prediction,
+    RegisteredModel,
     Run,
     RunMetric,
+    ServingMinute,
     Split,
+    StageChange,
     StationRun,
 )
 
@@ -350,9 +357,13 @@ def artifact_row(session: Session, kind: str, name: str, digest: str) -> Artifac
 
 def _insert_unless_present(session: Session, table: type[Base]) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING, in the record's dialect (SQLite or PostgreSQL)."""
+    return _dialect_insert(session, table).on_conflict_do_nothing()
+
+
+def _dialect_insert(session: Session, table: type[Base]) -> Any:
+    """INSERT in the record's dialect (SQLite or PostgreSQL), which can say ON CONFLICT."""
     dialect = session.get_bind().dialect.name
-    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return insert_into(table).on_conflict_do_nothing()
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def record_lineage(session: Session, run_id: int, edges: Iterable[tuple[Any, Any]]) -> None:
@@ -572,3 +583,260 @@ def add_erasure(session: Session, **fields: Any) -> Erasure:
 
 def erasures(session: Session) -> list[Erasure]:
     return list(session.scalars(select(Erasure).order_by(Erasure.id)))
+
+
+# --- the model registry ------------------------------------------------------------------------
+
+
+def registered_model(session: Session, name: str, *, lock: bool = False) -> RegisteredModel | None:
+    """The registered model `name`; `lock` takes its row lock (PostgreSQL: SELECT ... FOR UPDATE)
+    and marks it changed, so a second writer of the same name waits for this transaction."""
+    query = select(RegisteredModel).where(RegisteredModel.name == name)
+    row = session.scalars(query.with_for_update() if lock else query).first()
+    if row is not None and lock:
+        # SQLite has no row locks; this write takes its database write lock now, before the reads.
+        row.changed_at = datetime.now(timezone.utc)
+        session.flush()
+    return row
+
+
+def get_or_create_registered_model(session: Session, name: str) -> RegisteredModel:
+    """The registered model `name`, created when new (a concurrent creator's row is used)."""
+    session.execute(
+        _insert_unless_present(session, RegisteredModel).values(
+            name=name, created_at=datetime.now(timezone.utc), changed_at=datetime.now(timezone.utc)
+        )
+    )
+    row = registered_model(session, name, lock=True)
+    assert row is not None
+    return row
+
+
+def registered_models(session: Session) -> list[RegisteredModel]:
+    return list(session.scalars(select(RegisteredModel).order_by(RegisteredModel.name)))
+
+
+def model_versions(session: Session, model: RegisteredModel) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.number)
+        )
+    )
+
+
+def model_version(session: Session, model: RegisteredModel, number: int) -> ModelVersion | None:
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
+    ).first()
+
+
+def model_version_of_run(session: Session, model: RegisteredModel, run: Run) -> ModelVersion | None:
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.run_id == run.id)
+    ).first()
+
+
+def versions_in_stage(session: Session, model: RegisteredModel, stage: str) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.model_id == model.id, ModelVersion.stage == stage)
+            .order_by(ModelVersion.number)
+        )
+    )
+
+
+def next_model_version_number(session: Session, model: RegisteredModel) -> int:
+    newest = session.scalar(select(func.max(ModelVersion.number)).where(ModelVersion.model_id == model.id))
+    return int(newest or 0) + 1
+
+
+def stage_changes(session: Session, model: RegisteredModel) -> list[StageChange]:
+    """The model's history, oldest first."""
+    return list(
+        session.scalars(select(StageChange).where(StageChange.model_id == model.id).order_by(StageChange.id))
+    )
+
+
+def evaluations_of_model(session: Session, model_hash: str) -> list[Evaluation]:
+    """Every evaluation of the model with this content hash, oldest first."""
+    return list(
+        session.scalars(select(Evaluation).where(Evaluation.model_hash == model_hash).order_by(Evaluation.id))
+    )
+
+
+def mixtures_making(session: Session, version_ids: Iterable[int]) -> list[Mixture]:
+    ids = list(version_ids)
+    query = select(Mixture).where(Mixture.result_version_id.in_(ids)).order_by(Mixture.id)
+    return list(session.scalars(query))
+
+
+def splits_of(session: Session, version_ids: Iterable[int]) -> list[Split]:
+    """The splits whose source is one of these versions."""
+    ids = list(version_ids)
+    return list(session.scalars(select(Split).where(Split.source_version_id.in_(ids)).order_by(Split.id)))
+
+
+def gate_reports_of(session: Session, version_ids: Iterable[int]) -> list[GateReport]:
+    """The checks of these versions, and the checks whose accepted version is one of them."""
+    ids = list(version_ids)
+    return list(
+        session.scalars(
+            select(GateReport)
+            .where(or_(GateReport.checked_version_id.in_(ids), GateReport.result_version_id.in_(ids)))
+            .order_by(GateReport.id)
+        )
+    )
+
+
+def version_by_id(session: Session, version_id: int) -> DatasetVersion | None:
+    return session.get(DatasetVersion, version_id)
+
+
+# --- serving: API keys, the prediction log, per-minute aggregates ------------------------------
+
+
+def add_api_key(session: Session, name: str, key_hash: str, scope: str) -> ApiKey | None:
+    """The new key `name`; None when a key of that name exists (revoked or not), also when another
+    process added it a moment ago (the insert yields to the unique name instead of failing)."""
+    values = {"name": name, "key_hash": key_hash, "scope": scope, "created_at": datetime.now(timezone.utc)}
+    session.execute(_insert_unless_present(session, ApiKey).values(**values))
+    return session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.key_hash == key_hash)).first()
+
+
+def api_key_by_hash(session: Session, key_hash: str) -> ApiKey | None:
+    """The key with this sha256, unless it is revoked."""
+    return session.scalars(
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    ).first()
+
+
+def api_keys(session: Session) -> list[ApiKey]:
+    """Every key, revoked ones included, by name."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.name)))
+
+
+def revoke_api_key(session: Session, name: str) -> ApiKey | None:
+    """Revoke the key `name` (a key revoked before keeps its first `revoked_at`); None when no key
+    has that name."""
+    row = session.scalars(select(ApiKey).where(ApiKey.name == name)).first()
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = datetime.now(timezone.utc)
+        session.flush()
+    return row
+
+
+PREDICTION_OPTIONAL = {"label": None, "confidence": None, "contract_valid": None, "user_hash": None}
+"""Prediction columns a row may leave out (one executemany needs every row to name the same ones)."""
+
+
+def add_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk insert into the prediction log: dicts of `Prediction`'s columns, `at` an aware datetime
+    (stored in UTC); the columns of `PREDICTION_OPTIONAL` and `extra` may be left out."""
+    if rows:
+        filled = [{**PREDICTION_OPTIONAL, "extra": {}, **row, "at": _utc(row["at"])} for row in rows]
+        session.execute(insert(Prediction), filled)
+
+
+def predictions(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    model_name: str | None = None,
+    limit: int | None = None,
+) -> list[Prediction]:
+    """Logged predictions, newest first: at or after `since`, of `model_name`, at most `limit`."""
+    query = select(Prediction).order_by(Prediction.at.desc(), Prediction.id.desc())
+    if since is not None:
+        query = query.where(Prediction.at >= _utc(since))
+    if model_name is not None:
+        query = query.where(Prediction.model_name == model_name)
+    return list(session.scalars(query.limit(limit) if limit is not None else query))
+
+
+SERVING_SUMS = (
+    "requests",
+    "latency_sum_ms",
+    "prompt_tokens",
+    "output_tokens",
+    "contract_invalid",
+    "abstentions",
+    "busy_seconds",
+)
+"""`ServingMinute` columns that add up across server processes (a row may leave any out: 0)."""
+
+
+def add_serving_minutes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Add each row's counts into the record's row of its (minute, model_version, route), which is
+    created when new: server processes flushing the same minute at once each add theirs.
+
+    A row has `minute` (any moment of it, aware; stored as the minute's start in UTC),
+    `model_name`, `model_version`, `route`, the counts of `SERVING_SUMS` (one left out adds 0),
+    and `status_counts` and `latency_buckets` ({key: count}, added key by key; left out: {}).
+
+    One upsert per row adds the plain counts in SQL and returns the JSON counts as they stand;
+    those are added here and written back while the upsert's row lock (PostgreSQL; on SQLite the
+    database write lock) keeps every other writer of the row waiting until this transaction ends.
+    Rows are written in key order, so two flushes never wait for each other in a cycle.
+    """
+    for row in sorted(rows, key=_serving_key):
+        minute, model_version, route = _serving_key(row)
+        values = {
+            "minute": minute,
+            "model_version": model_version,
+            "route": route,
+            "model_name": row["model_name"],
+            **{column: row.get(column, 0) for column in SERVING_SUMS},
+            "status_counts": {},
+            "latency_buckets": {},
+        }
+        upsert = _upsert_adding(session, values)
+        stored = session.execute(
+            upsert.returning(ServingMinute.id, ServingMinute.status_counts, ServingMinute.latency_buckets)
+        ).one()
+        merged = {
+            "status_counts": _add_counts(stored.status_counts, row.get("status_counts", {})),
+            "latency_buckets": _add_counts(stored.latency_buckets, row.get("latency_buckets", {})),
+        }
+        session.execute(update(ServingMinute).where(ServingMinute.id == stored.id).values(**merged))
+
+
+def serving_minutes(
+    session: Session, *, since: datetime, model_name: str | None = None
+) -> list[ServingMinute]:
+    """The per-minute aggregates from the minute holding `since` on, oldest first."""
+    query = select(ServingMinute).where(ServingMinute.minute >= _minute_start(since))
+    if model_name is not None:
+        query = query.where(ServingMinute.model_name == model_name)
+    order = (ServingMinute.minute, ServingMinute.model_version, ServingMinute.route)
+    return list(session.scalars(query.order_by(*order)))
+
+
+def _upsert_adding(session: Session, values: dict[str, Any]) -> Any:
+    """INSERT `values` into serving_minutes; on the same key, add the `SERVING_SUMS` to the row's."""
+    statement = _dialect_insert(session, ServingMinute).values(**values)
+    table = ServingMinute.__table__.c
+    added = {column: table[column] + statement.excluded[column] for column in SERVING_SUMS}
+    return statement.on_conflict_do_update(index_elements=["minute", "model_version", "route"], set_=added)
+
+
+def _add_counts(stored: dict[str, Any] | None, added: dict[Any, Any]) -> dict[str, int]:
+    """Two {key: count} maps added key by key; keys as strings (JSON's), so 200 and "200" meet."""
+    total = {str(key): int(count) for key, count in (stored or {}).items()}
+    for key, count in added.items():
+        total[str(key)] = total.get(str(key), 0) + int(count)
+    return total
+
+
+def _serving_key(row: dict[str, Any]) -> tuple[datetime, str, str]:
+    return _minute_start(row["minute"]), row["model_version"], row["route"]
+
+
+def _minute_start(moment: datetime) -> datetime:
+    return _utc(moment).replace(second=0, microsecond=0)
+
+
+def _utc(moment: datetime) -> datetime:
+    """`moment` in UTC; a naive one is taken as UTC already. SQLite stores a datetime's wall time
+    without its zone, so every moment the record compares is written in one zone."""
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -15,10 +15,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -361,3 +363,179 @@ class Erasure(Base):
     evaluations: Mapped[list[Any]] = mapped_column(default=list)
     """Names of the evaluations whose stored outputs hold a matching example's text."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RegisteredModel(Base):
+    """A name under which trained runs are registered as numbered versions (`support-intents`).
+
+    Every stage change of its versions first updates this row (`changed_at`), in the same
+    transaction: on PostgreSQL that row lock puts concurrent promotions of one name in a line.
+    """
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained run registered under a name: `NAME@N`, with the immutable record of what made it.
+
+    One run is one version per name; at most one version of a name is in `production` and one in
+    `canary` (partial unique indexes, so no interleaving of writers can leave two).
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "number", name="uq_model_versions_number"),
+        UniqueConstraint("model_id", "run_id", name="uq_model_versions_run"),
+        Index(
+            "uq_model_versions_one_production",
+            "model_id",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
+        Index(
+            "uq_model_versions_one_canary",
+            "model_id",
+            unique=True,
+            sqlite_where=text("stage = 'canary'"),
+            postgresql_where=text("stage = 'canary'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    model_hash: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(20))
+    """candidate, canary, production, archived."""
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What made it, as registered and never changed: run, base model, data, config, code, files."""
+    record_hash: Mapped[str] = mapped_column(String(64))
+    """sha256 of the canonical JSON of `record`."""
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model: Mapped[RegisteredModel] = relationship()
+    run: Mapped[Run] = relationship()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model.name}@{self.number}"
+
+
+class StageChange(Base):
+    """One entry of a registered model's history: a registration, promotion or rollback."""
+
+    __tablename__ = "stage_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    """register, promote, rollback, or demote (a version that gave up its stage to another)."""
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    """The OS user, or the API key's name."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The verdict and evaluations a promotion rests on (what `--force` overrode, when forced)."""
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    version: Mapped[ModelVersion] = relationship()
+
+
+class ApiKey(Base):
+    """A key that may call `sftline serve`: only the sha256 of the key is stored, never the key.
+
+    A revoked key keeps its row, and its name (the actor of what it did) is never given to another.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 hex of the key."""
+    scope: Mapped[str] = mapped_column(String(20))
+    """serve (inference) or admin (inference and the registry's writes)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Prediction(Base):
+    """One served request of the prediction log (a sample of the traffic, not all of it)."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    """`support@3`, or the run or base model served directly."""
+    route: Mapped[str] = mapped_column(String(20))
+    """production, canary, shadow, or direct."""
+    endpoint: Mapped[str] = mapped_column(String(20))
+    """chat or classify."""
+    prompt: Mapped[str] = mapped_column(Text)
+    """As redacted by the server before it is logged."""
+    output: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(200))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    abstained: Mapped[bool] = mapped_column(Boolean)
+    contract_valid: Mapped[bool | None] = mapped_column(Boolean)
+    """Whether the output met the contract; None where the contract has nothing to check."""
+    latency_ms: Mapped[float] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int] = mapped_column(Integer)
+    user_hash: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, float("inf"))
+"""Upper edges (inclusive, milliseconds) of the latency histogram of `ServingMinute`."""
+
+
+def latency_bucket(latency_ms: float) -> str:
+    """The `latency_buckets` key that counts a request of this latency: its first edge at or above
+    `latency_ms`, written "5", "10", ..., "10000", "+Inf"."""
+    edge = next(edge for edge in LATENCY_BUCKETS_MS if latency_ms <= edge)
+    return "+Inf" if edge == float("inf") else f"{edge:g}"
+
+
+class ServingMinute(Base):
+    """What one model version served on one route in one minute: every request counted, whether
+    the prediction log sampled it or not. Server processes add their counts into the same row
+    (`queries.add_serving_minutes`)."""
+
+    __tablename__ = "serving_minutes"
+    __table_args__ = (UniqueConstraint("minute", "model_version", "route", name="uq_serving_minutes_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """The minute's start, in UTC."""
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    route: Mapped[str] = mapped_column(String(20))
+    requests: Mapped[int] = mapped_column(Integer)
+    status_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """HTTP status code (a string) -> requests: {"200": 57, "429": 3}."""
+    latency_buckets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """`latency_bucket` key -> requests in that bucket alone (not cumulative: the counts add up to
+    `requests`); a bucket with no request may be absent."""
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    contract_invalid: Mapped[int] = mapped_column(Integer)
+    abstentions: Mapped[int] = mapped_column(Integer)
+    busy_seconds: Mapped[float] = mapped_column(Float)
+    """Seconds the model spent generating for these requests (for utilisation)."""

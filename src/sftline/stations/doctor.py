@@ -289,7 +289,7 @@ def _base_model_findings(session: Session, checked: dict[str, int]) -> list[Find
                     "missing_base_model",
                     model.path,
                     f"base model {model.name}'s folder is gone; `sftline models pull {model.name}` "
-                    f"(embedded) or `sftline models register {model.name} PATH` puts it back",
+                    f"(embedded) or `sftline models base add {model.name} PATH` puts it back",
                 )
             )
         elif model.files and (changed := _changed_files(folder, model.files)):

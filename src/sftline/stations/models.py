@@ -67,5 +67,5 @@ def find_base_model(workspace: Workspace, name: str) -> BaseModelRef:
         return BaseModelRef(model.name, model.kind, model.path, model.content_hash)
     raise ModelError(
         f"base model {name!r} is not in this project: register a local Hugging Face folder with "
-        f"`sftline models register {name} PATH` (embedded: {', '.join(sorted(EMBEDDED))})"
+        f"`sftline models base add {name} PATH` (embedded: {', '.join(sorted(EMBEDDED))})"
     )

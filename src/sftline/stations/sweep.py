@@ -20,10 +20,11 @@ from sftline.contract.metrics import higher_is_better
 from sftline.errors import ConfigError
 from sftline.record.workspace import Workspace
 from sftline.stations.train import train_station
-from sftline.train.config import TrainConfig
+from sftline.train.config import REPORTING_ONLY, TrainConfig
 
-NOT_SWEPT = {"base", "data", "eval_on", "teacher", "eval_metric"}
-"""Settings a sweep may not vary: the inputs, and the metric trials are compared on."""
+NOT_SWEPT = {"base", "data", "eval_on", "teacher", "eval_metric", *REPORTING_ONLY}
+"""Settings a sweep may not vary: the inputs, the metric trials are compared on, and where runs
+are reported (every trial reports where the command says)."""
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:

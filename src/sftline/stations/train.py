@@ -30,7 +30,7 @@ from sftline.errors import RecordError, TrainingError
 from sftline.evals.holdout import holdout_behaviour
 from sftline.models.classifier import SentenceClassifier
 from sftline.models.materialise import hash_folder
-from sftline.provenance import code_version
+from sftline.provenance import code_version, environment
 from sftline.record import leases, queries
 from sftline.record.queries import resolve
 from sftline.record.schema import DatasetVersion, Run
@@ -47,7 +47,7 @@ from sftline.stations.runner import (
 )
 from sftline.stations.versions import load_examples
 from sftline.train.checkpoint import full_trainable_state, latest_checkpoint, load_trainable
-from sftline.train.config import TrainConfig
+from sftline.train.config import REPORTING_ONLY, TrainConfig
 from sftline.train.diagnose import learning_warnings
 from sftline.train.distill import DistillChatData, load_teacher
 from sftline.train.distributed import (
@@ -63,6 +63,7 @@ from sftline.train.export import export_model, load_best
 from sftline.train.memory import resolve_batching, resolved, startup_line
 from sftline.train.recipes import TARGET_STEPS, for_task
 from sftline.train.tasks import ChatData, ClassifierData, TaskData, prepare_classifier
+from sftline.train.tracking import TrackedRun, Trackers, final_metrics, require_trackers, run_params, tracking
 from sftline.train.trainer import TrainResult, build_model, prepare, train_loop
 
 
@@ -123,9 +124,13 @@ def start_run(
     on the row, so a killed run of the same work is found and resumed. From setup on the row holds
     rank 0's lease, and a failure marks it `failed` with its error (an interrupt: `interrupted`)
     before it propagates."""
+    require_trackers(config.report_to)
     run = setup_run(workspace, config, resume, station_key)
     config = run.config
-    with recording(workspace, run):
+    tracked = TrackedRun(
+        workspace.project.config.project, run.run_name, run.data_ref, run.base.name, run.output, bool(resume)
+    )
+    with recording(workspace, run), tracking(config.report_to, tracked, enabled=run.info.is_main) as trackers:
         if run.task == "classify":
             batching = {"examples_per_step": config.batch_size, "reason": "classifier: examples per step"}
             line = classifier_line(config, run)
@@ -136,6 +141,7 @@ def start_run(
             batching, line = resolved_batching.as_json(), startup_line(resolved_batching, run.info.world_size)
         if announce is not None and run.info.is_main:
             announce(line)
+        trackers.log_params(run_params(config, batching))
         data = prepare_run_data(workspace, config, run)
         torch.manual_seed(config.seed)
         model = build_model(run.base.path, config, run.device, labels=data.labels)
@@ -148,6 +154,7 @@ def start_run(
             progress=progress,
             resume=bool(resume),
             stop_after_steps=stop_after_steps,
+            trackers=trackers,
         )
         finished = stop_after_steps is None or result.state.step >= result.total_steps or result.stopped_early
         if finished and isinstance(model, SentenceClassifier) and run.info.is_main and run.strategy != "fsdp":
@@ -158,6 +165,9 @@ def start_run(
         summary = finish_run(
             workspace, config, run, data, result, finished=finished, exported=exported, warnings=warnings
         )
+        if finished:
+            calibration = model.extra if isinstance(model, SentenceClassifier) else {}
+            trackers.finish(final_metrics(summary, result.state.history, calibration))
         return {**summary, "batching": batching}
 
 
@@ -221,6 +231,7 @@ def setup_run(
                 output_dir="",
                 summary={
                     "fingerprint": fingerprint,
+                    "environment": environment(),
                     "recipe": recipe,
                     "holdout": eval_ref,
                     **({"station_key": station_key} if station_key else {}),
@@ -302,7 +313,8 @@ def _resumed_row(row: Run, config: TrainConfig, info: DistInfo, fingerprint: dic
     """The run `row`, taken over by this process (rank 0), unless its config or its fingerprint
     differs from this process's, or a live process still holds it."""
     name = row.name
-    if row.config != config.model_dump(mode="json"):
+    recorded_config = {k: v for k, v in row.config.items() if k not in REPORTING_ONLY}
+    if recorded_config != config.model_dump(mode="json", exclude=set(REPORTING_ONLY)):
         raise TrainingError(f"--resume {name}: the config differs from the run's; resume takes no changes")
     # A run recorded before fingerprints were has its base model's hash on the row (and its
     # checkpoint's RNG states tell its number of processes).
@@ -543,12 +555,16 @@ def run_loop(
     progress: Callable[[dict[str, Any]], None] | None,
     resume: bool,
     stop_after_steps: int | None,
+    trackers: Trackers | None = None,
 ) -> TrainResult:
-    """The training loop; its metrics reach the record with each checkpoint (rank 0)."""
+    """The training loop; its metrics reach the record with each checkpoint (rank 0), then the
+    run's trackers (`--report-to`)."""
 
     def record_metrics(history: list[dict[str, Any]]) -> None:
         with workspace.record.session() as session:
             queries.add_run_metrics(session, run.run_id, history)
+        if trackers is not None:
+            trackers.log_metrics(history)
 
     behaviour = None
     if run.eval_examples and config.eval_metric != "loss":
@@ -586,7 +602,7 @@ def export_run(
     result: TrainResult,
     batching: dict[str, Any],
 ) -> tuple[dict[str, str], str] | None:
-    """Rank 0 writes output/model (and adapter), then manifest.json, each atomically, and returns
+    """Rank 0 writes output/model (and adapter), then model/manifest.json, each atomically, and returns
     the model folder's files and content hash, computed once, here. Under FSDP every rank first
     takes part in gathering the shards."""
     state = result.state
@@ -609,6 +625,7 @@ def export_run(
         "model": {"content_hash": model_hash, "files": files},
         "config": config.model_dump(mode="json"),
         "code_version": code_version(),
+        "environment": environment(),
         "task": run.task,
         "labels": data.labels,
         "seed": config.seed,
@@ -625,7 +642,8 @@ def export_run(
         "recipe": run.recipe,
         "stopped_early": result.stopped_early,
     }
-    write_text(run.output / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    # Inside the model folder, outside its hashed files (`materialise.DESCRIPTIVE_FILES`).
+    write_text(folder / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return files, model_hash
 
 
@@ -672,7 +690,7 @@ def finish_run(
         row = queries.run_by_id(session, run.run_id)
         assert row is not None
         # The fingerprint recorded at the start stays: a resume of this run is checked against it.
-        kept = {"fingerprint": row.summary["fingerprint"]} if "fingerprint" in row.summary else {}
+        kept: dict[str, Any] = {k: row.summary[k] for k in ("fingerprint", "environment") if k in row.summary}
         row.status, row.steps, row.trained_tokens, row.summary = (
             status,
             state.step,
@@ -704,12 +722,14 @@ def train_work(workspace: Workspace, config: TrainConfig) -> Work:
             model = find_base_model(workspace, name)
             inputs.append(ArtifactRef("base_model", model.name, model.content_hash))
             roles[role] = model.content_hash
+    # The inputs' names (their hashes are in roles) and where the run is shown shape nothing.
+    unshaping = {"data", "eval_on", "base", "teacher", *REPORTING_ONLY}
     shaping = {
         "roles": roles,
-        "config": config.model_dump(mode="json", exclude={"data", "eval_on", "base", "teacher"}),
+        "config": config.model_dump(mode="json", exclude=unshaping),
         # A setting left to the task's defaults and one given equal to TrainConfig's default differ
         # (sftline.train.recipes fills in only what was not given).
-        "given": sorted(config.model_fields_set - {"data", "eval_on", "base", "teacher"}),
+        "given": sorted(config.model_fields_set - unshaping),
         "contract": contract.model_dump(
             mode="json", include={"task", "system_prompt", "output", "abstention", "limits"}
         ),

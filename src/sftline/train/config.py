@@ -23,13 +23,18 @@ class LoraSettings(BaseModel):
     """Export merged weights (a plain HF folder) besides the adapter."""
 
 
+REPORTING_ONLY = frozenset({"report_to"})
+"""Settings that say where a run is shown, not what it trains: outside the train station's key
+and free to change on a resume."""
+
+
 class TrainConfig(BaseModel):
     """One training run. Defaults follow common SFT practice for small models."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     base: str
-    """Base model: smollm2-135m-instruct, minilm-l6, or a name from `sftline models register`."""
+    """Base model: smollm2-135m-instruct, minilm-l6, or a name from `sftline models base add`."""
     data: str
     """Training data: NAME or NAME@VERSION."""
     method: Literal["lora", "full"] = "lora"
@@ -125,6 +130,12 @@ class TrainConfig(BaseModel):
     """Seed of every random choice (initialisation, order, dropout); recorded."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Weights and compute: float32, or bfloat16 (GPU)."""
+    report_to: list[Literal["tensorboard", "mlflow"]] = []
+    """Also send the run's config, per-step metrics and final evaluations to TensorBoard
+    (.sftline/runs/RUN/tensorboard, or $SFTLINE_TENSORBOARD_DIR/RUN) and/or MLflow
+    (MLFLOW_TRACKING_URI; the project's name is the experiment). Repeat for both; needs
+    `pip install 'sftline[tracking]'`. A copy for viewing: the record keeps every metric, and a
+    tracker that fails mid-run is dropped with a warning. Not part of the run's key."""
 
     @field_validator("eval_metric")
     @classmethod

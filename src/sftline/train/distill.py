@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sftline.errors import TrainingError
+from sftline.models.safety import SAFE_LOADING
 from sftline.train.packing import IGNORE_INDEX, Batch, batch_logits
 from sftline.train.tasks import ChatData, _to
 
@@ -66,7 +67,7 @@ def load_teacher(path: Any, student_tokenizer: Any, device: torch.device) -> Any
         raise TrainingError(
             f"teacher {path} has another tokenizer than the student; distillation needs the same"
         )
-    teacher = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    teacher = AutoModelForCausalLM.from_pretrained(path, **SAFE_LOADING)
     teacher = teacher.to(device).eval()  # type: ignore[arg-type]
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)

@@ -22,6 +22,7 @@ from sftline.contract.metrics import higher_is_better
 from sftline.data.example import Example
 from sftline.errors import TrainingError
 from sftline.models.classifier import SentenceClassifier, load_encoder
+from sftline.models.safety import SAFE_LOADING
 from sftline.train.checkpoint import (
     capture,
     latest_checkpoint,
@@ -110,7 +111,7 @@ def build_model(
 
     dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
     if labels is None:
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, **SAFE_LOADING)
         return _with_lora(model, config, "CAUSAL_LM").to(device)
     encoder = load_encoder(base_path, dtype=dtype)
     adapted = _with_lora(encoder, config, "FEATURE_EXTRACTION")

@@ -1,0 +1,1 @@
+"""The model registry without the record: stages and their rules, model cards, exports."""

@@ -1,0 +1,1 @@
+"""`sftline serve`: the model server, its deployments, API keys and what it records."""
