@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     start = time.perf_counter()
-    groups = near_duplicate_groups(index, texts)
+    groups = near_duplicate_groups(index.similar_pairs(), texts)
     groups_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     loose = args.threshold - 0.1
     chained = {k: int(subset_roots[k]) for k in np.flatnonzero(subset_roots != np.arange(n_base)).tolist()}
-    subset_groups = near_duplicate_groups(subset_index, texts[:n_base])
+    subset_groups = near_duplicate_groups(subset_index.similar_pairs(), texts[:n_base])
     grouped = {m: g.representative for g in subset_groups for m, _ in g.members}
     chained_quality = flag_quality(texts[:n_base], chained, (i, j), args.threshold)
     grouped_quality = flag_quality(texts[:n_base], grouped, (i, j), args.threshold)

@@ -9,10 +9,16 @@ An n-gram that more than `MAX_NGRAM_SHARE` (1%) of the reference examples contai
 it is phrasing the reference set shares (an instruction, a template, a stock sentence), and a
 training example that has it shares the phrasing, not an example. Decontamination studies leave
 such frequent n-grams out for the same reason.
+
+The matching is per example, so it is the gate's `features` and runs on the engine (on Ray, in
+`map_batches`): each process builds the reference structures (the exact-text table, the n-gram
+table, the MinHash index of the short references) once, the first time it matches a batch,
+and `decide` only turns the matches into flags and the report.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from sftline.text.minhash import NearDuplicateIndex
 from sftline.text.ngrams import MAX_NGRAM_SHARE, NGRAM_WORDS, common_ngrams, word_ngrams
 
 MATCHES_REPORTED = 200  # contamination matches listed in the report (all are counted)
+_KINDS = ("exact", "ngram", "near")  # the order the report lists matches in
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,103 @@ class _Reference:
     ref: str
     example: Example
     normalized: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """An example's match: its kind, the position of the reference in the gate's references."""
+
+    kind: str
+    reference: int
+    similarity: float
+
+
+@dataclass(frozen=True)
+class _ReferenceTexts:
+    """What the matching needs of the references: their compared texts and the settings. Small
+    to send to workers, and hashable: the per-process cache of the built tables is keyed by it."""
+
+    normalized: tuple[str, ...]
+    threshold: float
+    ngram: int
+    long_words: int
+
+
+@dataclass(frozen=True)
+class _ReferenceTables:
+    exact: dict[str, int]
+    """Compared text -> the last reference with it."""
+    ngrams: dict[bytes, int]
+    """Each n-gram that is evidence -> the first reference with it."""
+    n_common: int
+    """N-grams left out as common phrasing."""
+    short: list[int]
+    """The references shorter than `long_words` words, in the order `index` holds them."""
+    index: NearDuplicateIndex | None
+
+
+@functools.lru_cache(maxsize=4)
+def _tables(refs: _ReferenceTexts) -> _ReferenceTables:
+    """Built once per process for each reference set (an engine's worker matches many batches)."""
+    present = [k for k, text in enumerate(refs.normalized) if text]
+    first: dict[bytes, int] = {}
+    documents: Counter[bytes] = Counter()
+    for k, text in enumerate(refs.normalized):
+        words = text.split()
+        if len(words) >= refs.ngram:
+            grams = word_ngrams(words, refs.ngram)
+            documents.update(grams)
+            for gram in grams:
+                first.setdefault(gram, k)
+    common = common_ngrams(documents, len(refs.normalized))
+    short = [k for k in present if len(refs.normalized[k].split()) < refs.long_words]
+    texts = [refs.normalized[k] for k in short]
+    return _ReferenceTables(
+        exact={refs.normalized[k]: k for k in present},
+        ngrams={gram: k for gram, k in first.items() if gram not in common},
+        n_common=len(common),
+        short=short,
+        index=NearDuplicateIndex.build(texts, threshold=refs.threshold) if short else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """The gate's `features`: each example's match against the references, or None. A callable
+    of its own, so that what the engine sends to its workers is the references' texts, not the
+    gate with every reference example."""
+
+    refs: _ReferenceTexts
+    common: CommonText
+
+    def __call__(self, batch: Sequence[Example]) -> list[Match | None]:
+        found: list[Match | None] = [None] * len(batch)
+        if not any(self.refs.normalized):
+            return found
+        tables = _tables(self.refs)
+        short_queries: list[tuple[int, str]] = []
+        for position, example in enumerate(batch):
+            text = self.common.compared_input(example)
+            if not text:
+                continue  # nothing but shared text: nothing to compare
+            if text in tables.exact:
+                found[position] = Match("exact", tables.exact[text], 1.0)
+                continue
+            words = text.split()
+            n = self.refs.ngram
+            shared = word_ngrams(words, n) & tables.ngrams.keys() if len(words) >= n else set()
+            if shared:
+                similarity = len(shared) / max(1, len(words) - n + 1)
+                found[position] = Match("ngram", tables.ngrams[min(shared)], similarity)
+            elif len(words) < self.refs.long_words:
+                short_queries.append((position, text))
+        if tables.index is not None and short_queries:
+            results = tables.index.query([text for _, text in short_queries])
+            for (position, _), hits in zip(short_queries, results, strict=True):
+                if hits:
+                    nearest, similarity = hits[0]
+                    found[position] = Match("near", tables.short[nearest], similarity)
+        return found
 
 
 class ContaminationGate:
@@ -54,41 +158,28 @@ class ContaminationGate:
         self.threshold = threshold
         self.ngram = ngram
         self.long_words = long_words
-
-    def features(self, batch: Sequence[Example]) -> list[str]:
-        return [self.common.compared_input(e) for e in batch]
+        refs = _ReferenceTexts(tuple(r.normalized for r in self.references), threshold, ngram, long_words)
+        self.features = _Matcher(refs, self.common)
 
     def check(self, examples: Sequence[Example]) -> GateOutcome:
         return self.decide(examples, self.features(examples))
 
-    def _reference_ngrams(self) -> tuple[dict[bytes, _Reference], int]:
-        """Each n-gram that is evidence -> the first reference with it; and how many were not."""
-        first: dict[bytes, _Reference] = {}
-        documents: Counter[bytes] = Counter()
-        for ref in self.references:
-            words = ref.normalized.split()
-            if len(words) >= self.ngram:
-                grams = word_ngrams(words, self.ngram)
-                documents.update(grams)
-                for gram in grams:
-                    first.setdefault(gram, ref)
-        common = common_ngrams(documents, len(self.references))
-        return {gram: ref for gram, ref in first.items() if gram not in common}, len(common)
-
-    def decide(self, examples: Sequence[Example], normalized: Sequence[str]) -> GateOutcome:
+    def decide(self, examples: Sequence[Example], matches: Sequence[Match | None]) -> GateOutcome:
         outcome = GateOutcome(self.name)
-        refs = [r for r in self.references if r.normalized]
-        matches: list[dict[str, object]] = []
-        if not refs or not examples:
-            outcome.report = {"against": sorted({r.ref for r in refs}), "matches": [], "n_matches": 0}
+        against = sorted({r.ref for r in self.references if r.normalized})
+        if not against or not examples:
+            outcome.report = {"against": against, "matches": [], "n_matches": 0}
             return outcome
-
-        def hit(example: Example, ref: _Reference, kind: str, similarity: float) -> None:
+        listed: list[dict[str, object]] = []
+        found = [(example, m) for example, m in zip(examples, matches, strict=True) if m is not None]
+        for example, match in sorted(found, key=lambda pair: _KINDS.index(pair[1].kind)):  # stable
+            ref = self.references[match.reference]
+            kind, similarity = match.kind, match.similarity
             detail = f"{kind} match with {ref.ref} example {ref.example.id} (similarity {similarity:.2f})"
             related = (f"{ref.ref}:{ref.example.id}",)
             field = self.common.input_field(example)
             outcome.flags.append(Flag(example.id, f"contamination_{kind}", detail, related, field))
-            matches.append(
+            listed.append(
                 {
                     "example": example.id,
                     "against": ref.ref,
@@ -99,46 +190,12 @@ class ContaminationGate:
                     "against_text": ref.example.prompt[:300],
                 }
             )
-
-        exact = {r.normalized: r for r in refs}
-        remaining = []
-        for example, text in zip(examples, normalized, strict=True):
-            if not text:
-                continue  # nothing but shared text: nothing to compare
-            if text in exact:
-                hit(example, exact[text], "exact", 1.0)
-            else:
-                remaining.append((example, text))
-
-        long_refs, n_common = self._reference_ngrams()
-        short_refs = [r for r in refs if len(r.normalized.split()) < self.long_words]
-        index = (
-            NearDuplicateIndex.build([r.normalized for r in short_refs], threshold=self.threshold)
-            if short_refs
-            else None
-        )
-
-        short_queries = []
-        for example, text in remaining:
-            words = text.split()
-            shared = word_ngrams(words, self.ngram) & long_refs.keys() if len(words) >= self.ngram else set()
-            if shared:
-                ref = long_refs[min(shared)]
-                hit(example, ref, "ngram", len(shared) / max(1, len(words) - self.ngram + 1))
-            elif len(words) < self.long_words:
-                short_queries.append((example, text))
-        if index is not None and short_queries:
-            results = index.query([text for _, text in short_queries])
-            for (example, _), found in zip(short_queries, results, strict=True):
-                if found:
-                    position, similarity = found[0]
-                    hit(example, short_refs[position], "near", similarity)
         outcome.report = {
-            "against": sorted({r.ref for r in refs}),
-            "n_reference_examples": len(refs),
-            "n_matches": len(matches),
-            "matches": matches[:MATCHES_REPORTED],
-            "common_ngrams": n_common,
+            "against": against,
+            "n_reference_examples": sum(1 for r in self.references if r.normalized),
+            "n_matches": len(listed),
+            "matches": listed[:MATCHES_REPORTED],
+            "common_ngrams": _tables(self.features.refs).n_common,
             "ngram_max_share": MAX_NGRAM_SHARE,
         }
         return outcome

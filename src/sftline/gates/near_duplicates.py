@@ -2,22 +2,25 @@
 representative is flagged, and only when its exact Jaccard with that representative is at
 least the threshold (no chains through a third text).
 
-The signatures and LSH banding live in `sftline.text.minhash`, the grouping in
-`sftline.text.groups`. Texts are compared less the shared text (`sftline.data.common_text`):
-a system message every record carries would otherwise make short, different queries look alike.
+The pair search runs on the engine (`Engine.similar_pairs`: in process, or on Ray's workers,
+with the same pairs), the grouping in the driver (`sftline.text.groups`). Texts are compared
+less the shared text (`sftline.data.common_text`): a system message every record carries would
+otherwise make short, different queries look alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Literal
 
 from sftline.data.common_text import CommonText
 from sftline.data.example import Example
 from sftline.errors import ConfigError
 from sftline.gates.base import Flag, GateOutcome
+from sftline.gates.engine import Engine, ExampleTexts, LocalEngine
 from sftline.text.groups import near_duplicate_groups
-from sftline.text.minhash import NearDuplicateIndex, ShingleSpec, check_settings
+from sftline.text.minhash import ShingleSpec, check_settings
 from sftline.text.normalize import normalize_text
 
 
@@ -47,12 +50,21 @@ class NearDuplicateGate:
         compared = self.common.compared_input(example)
         return compared if self.field == "prompt" else f"{compared}\n{normalize_text(example.target)}"
 
-    def check(self, examples: Sequence[Example], *, blocked: Collection[str] = ()) -> GateOutcome:
-        texts = [self._text(e) for e in examples]
-        index = NearDuplicateIndex.build(
-            texts, num_perm=self.num_perm, threshold=self.threshold, seed=self.seed
+    def check(
+        self,
+        examples: Sequence[Example],
+        *,
+        blocked: Collection[str] = (),
+        engine: Engine | None = None,
+        source: Path | None = None,
+    ) -> GateOutcome:
+        """`engine` searches the pairs (in process by default); `source` is a Parquet file of
+        these examples that an engine with workers may read there."""
+        texts = ExampleTexts(examples, self._text, source)
+        found = (engine or LocalEngine()).similar_pairs(
+            texts, threshold=self.threshold, num_perm=self.num_perm, seed=self.seed, shingle=ShingleSpec()
         )
-        groups = near_duplicate_groups(index, texts, avoid=[e.id in blocked for e in examples])
+        groups = near_duplicate_groups(found, texts, avoid=[e.id in blocked for e in examples])
         flagged: list[tuple[int, Flag]] = []
         clusters = []
         for group in groups:
@@ -71,7 +83,7 @@ class NearDuplicateGate:
             "n_clusters": len(clusters),
             "n_flagged": len(flags),
             "params": {
-                **index.params,
+                **found.params,
                 "field": self.field,
                 "verified": "exact Jaccard with the representative",
             },

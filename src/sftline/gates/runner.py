@@ -7,12 +7,18 @@ gates, told which examples the others block, then the `set` gates on the accepte
 Each gate sees the examples as the gates before it in the configured order left them: a PII
 redaction replaces an example for the gates after the PII gate, and counts as `redacted`. An
 example any `block` reason hits is quarantined; `checked = accepted + quarantined` always holds.
+
+A gate whose `check` takes `engine` gets the engine (the near-duplicate gate searches its pairs
+there), and one whose `check` takes `source` gets the Parquet file the examples were read from,
+while no gate before it has replaced an example (so the file still holds what it sees).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from sftline.config import GatesConfig, GateSettings
@@ -170,12 +176,21 @@ def _stage(gate: Gate) -> Stage:
 
 
 def _outcome(
-    gate: Any, examples: list[Example], engine: Engine, blocked: frozenset[str] | None
+    gate: Any,
+    examples: list[Example],
+    engine: Engine,
+    blocked: frozenset[str] | None,
+    source: Path | None,
 ) -> GateOutcome:
-    options = {} if blocked is None else {"blocked": blocked}
+    options: dict[str, Any] = {} if blocked is None else {"blocked": blocked}
     features = getattr(gate, "features", None)
     if features is not None:
         return gate.decide(examples, engine.map(features, examples), **options)  # type: ignore[no-any-return]
+    takes = inspect.signature(gate.check).parameters
+    if "engine" in takes:
+        options["engine"] = engine
+    if "source" in takes and source is not None:
+        options["source"] = source
     return gate.check(examples, **options)  # type: ignore[no-any-return]
 
 
@@ -193,8 +208,11 @@ def run_gates(
     gates: Sequence[tuple[Gate, GateSettings]],
     *,
     engine: Engine | None = None,
+    source: Path | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> CheckResult:
+    """`source`: a Parquet file of the same examples (the checked version's object), for engines
+    that read the examples on their workers."""
     engine = engine or LocalEngine()
     order = sorted(range(len(gates)), key=lambda p: (_STAGES[_stage(gates[p][0])], p))
     counts: dict[str, dict[str, dict[str, int]]] = {gate.name: {} for gate, _ in gates}
@@ -212,9 +230,13 @@ def run_gates(
         if stage == "set":
             everything = _replaced(examples, [replacements[p] for p in sorted(replacements)])
             seen = [e for e in everything if e.id not in blocked]
+            unchanged = False
         else:
-            seen = _replaced(examples, [replacements[p] for p in sorted(replacements) if p < position])
-        outcome = _outcome(gate, seen, engine, frozenset(blocked) if stage == "duplicates" else None)
+            before = [replacements[p] for p in sorted(replacements) if p < position]
+            seen = _replaced(examples, before)
+            unchanged = not any(before)
+        only_blocked = frozenset(blocked) if stage == "duplicates" else None
+        outcome = _outcome(gate, seen, engine, only_blocked, source if unchanged else None)
         reports[gate.name] = outcome.report
         replacements[position] = outcome.replacements
         gate_counts = counts[gate.name]

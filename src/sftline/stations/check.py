@@ -112,6 +112,7 @@ def check_version(
         version = resolve(session, ref)
         checked_ref, dataset_name = version.ref, version.dataset.name
         examples = load_examples(workspace, version)
+        source = workspace.objects.open_path(version.object_hash)  # what load_examples read
         held_out = {}
         for other in against:
             other_version = resolve(session, other)
@@ -131,7 +132,7 @@ def check_version(
         token_counter=token_counter_for(workspace),
         encode=LazyEncoder(workspace),
     )
-    result = run_gates(examples, gates, engine=engine, progress=progress)
+    result = run_gates(examples, gates, engine=engine, source=source, progress=progress)
     report = {
         "version": checked_ref,
         "engine": engine.name if engine else "local",

@@ -1,7 +1,9 @@
 """Near-duplicate groups without chains: every member is within the threshold of its group's
 representative, by exact Jaccard.
 
-`NearDuplicateIndex.clusters()` joins verified pairs by union-find, so A and C land in one
+The input is the verified pairs (`SimilarPairs`), from whichever search found them: in process
+(`NearDuplicateIndex.similar_pairs()`) or on workers (`sftline.gates.engine`). Their union-find
+clusters join verified pairs, so A and C land in one
 cluster when A~B and B~C, however little A and C share: on CLINC150, 19 flags at exact Jaccard
 below 0.7 with their representative. That suits a split (a chain must not straddle train and
 test), not a gate that drops all but one member. Here each connected component is cut into
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
-from sftline.text.minhash import NearDuplicateIndex, shingles
+from sftline.text.minhash import SimilarPairs, shingles
 
 SCREEN_MARGIN = 0.1
 """Members whose MinHash estimate with the representative is below threshold - 0.1 are not
@@ -34,14 +37,20 @@ class NearDuplicateGroup:
     """(index, exact Jaccard with the representative) of the other members, in index order."""
 
 
+class TextAt(Protocol):
+    """The texts by position; only the members of clusters are read (a list, or texts made on
+    demand from examples when the search ran elsewhere)."""
+
+    def __getitem__(self, i: int, /) -> str: ...
+
+
 def near_duplicate_groups(
-    index: NearDuplicateIndex, texts: Sequence[str], *, avoid: Sequence[bool] | None = None
+    found: SimilarPairs, texts: TextAt, *, avoid: Sequence[bool] | None = None
 ) -> list[NearDuplicateGroup]:
-    """Groups of `texts` (as indexed by `index`), sorted by representative; `avoid[i]` marks a
+    """Groups of the texts `found` was searched in, sorted by representative; `avoid[i]` marks a
     text to represent a group only when no other member can."""
-    options = asdict(index.shingle)
-    signatures = index.signatures
-    avoided = np.zeros(len(texts), bool) if avoid is None else np.asarray(avoid, bool)
+    options, signatures, threshold = asdict(found.shingle), found.signatures, found.threshold
+    avoided = np.zeros(found.n, bool) if avoid is None else np.asarray(avoid, bool)
     groups: list[NearDuplicateGroup] = []
     sets: dict[int, set[str | tuple[str, ...]]] = {}
 
@@ -50,20 +59,20 @@ def near_duplicate_groups(
             sets[i] = shingles(texts[i], **options)
         return sets[i]
 
-    for component in index.clusters():
+    for component in found.clusters():
         sets.clear()  # shingle sets of one component at a time: memory stays small
         members = np.array(sorted(component, key=lambda i: (bool(avoided[i]), i)))
         while members.size > 1:
             rep, rest = int(members[0]), members[1:]
             estimate = (signatures[rest] == signatures[rep]).mean(axis=1)
-            found: list[tuple[int, float]] = []
-            for other in rest[estimate >= index.threshold - SCREEN_MARGIN].tolist():
+            close: list[tuple[int, float]] = []
+            for other in rest[estimate >= threshold - SCREEN_MARGIN].tolist():
                 a, b = shingle_set(rep), shingle_set(other)
                 shared, union = len(a & b), len(a | b)
-                if shared >= index.threshold * union - 1e-9:  # the threshold itself counts
-                    found.append((other, shared / union))
-            if found:
-                groups.append(NearDuplicateGroup(rep, tuple(sorted(found))))
-            placed = {rep, *(other for other, _ in found)}
+                if shared >= threshold * union - 1e-9:  # the threshold itself counts
+                    close.append((other, shared / union))
+            if close:
+                groups.append(NearDuplicateGroup(rep, tuple(sorted(close))))
+            placed = {rep, *(other for other, _ in close)}
             members = np.array([m for m in members.tolist() if m not in placed], dtype=np.int64)
     return sorted(groups, key=lambda group: group.representative)

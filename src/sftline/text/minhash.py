@@ -123,13 +123,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def partition_of(values: np.ndarray, partitions: int) -> np.ndarray:
+    """A partition in [0, partitions) for each value (int32), from all of its mixed bits: values
+    that differ in any bit spread evenly, whatever their pattern."""
+    return (_mix64(values.astype(np.uint64)) % np.uint64(partitions)).astype(np.int32)
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """starts[k], starts[k] + 1, ..., starts[k] + counts[k] - 1 for every k, concatenated."""
     shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
     return shift + np.arange(int(counts.sum()))
 
 
-def _distinct(codes: np.ndarray) -> np.ndarray:
+def distinct(codes: np.ndarray) -> np.ndarray:
     """Sorted distinct values. (np.unique on 5M int64 takes ~4.6 s in numpy 2.4; this ~0.1 s.)"""
     codes = np.sort(codes)
     return codes[np.r_[True, codes[1:] != codes[:-1]]] if codes.size else codes
@@ -238,10 +244,19 @@ def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return _mix64(np.ascontiguousarray((values * powers).sum(axis=2).T))
 
 
-def _signatures(
-    texts: Sequence[str], spec: ShingleSpec, num_perm: int, seed: int, bands: int, rows: int
+def minhash_signatures(
+    texts: Sequence[str],
+    spec: ShingleSpec,
+    num_perm: int,
+    seed: int,
+    bands: int,
+    rows: int,
+    *,
+    threads: int = _WORKERS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures (docs x num_perm uint32) and band keys (bands x docs uint64), by chunks."""
+    """Signatures (docs x num_perm uint32) and band keys (bands x docs uint64), by chunks.
+
+    `threads`: chunks at once; a worker process given one CPU of a cluster passes 1."""
     a, b = _permutations(num_perm, seed)
     sig = np.empty((len(texts), num_perm), np.uint32)
     keys = np.empty((bands, len(texts)), np.uint64)
@@ -256,7 +271,7 @@ def _signatures(
         sig[lo + order] = _minhash(hashes, counts, a, b)
         keys[:, lo:hi] = _band_keys(sig[lo:hi], bands, rows)
 
-    with ThreadPoolExecutor(min(_WORKERS, max(len(cuts), 1))) as pool:
+    with ThreadPoolExecutor(max(min(threads, len(cuts)), 1)) as pool:
         list(pool.map(run, cuts, cuts[1:] + [len(texts)]))
     return sig, keys
 
@@ -270,7 +285,7 @@ def equal_counts(left: np.ndarray, right: np.ndarray, i: np.ndarray, j: np.ndarr
     return out
 
 
-def _verify(
+def verify_pairs(
     left: tuple[np.ndarray, np.ndarray],
     right: tuple[np.ndarray, np.ndarray],
     i: np.ndarray,
@@ -295,8 +310,18 @@ def _bucket_pairs(keys: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.n
     """Candidate pairs (i < j) from one band: documents with equal keys (`keys` sorted)."""
     if keys.size < 2:
         return order[:0], order[:0]
-    run_starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    sizes = np.diff(np.r_[run_starts, keys.size]).astype(np.int64)
+    return bucket_run_pairs(np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]), order)
+
+
+def bucket_run_pairs(run_starts: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs from buckets laid out as runs: `order` holds documents bucket by bucket,
+    each bucket's in ascending order, and `run_starts` where each bucket begins.
+
+    A bucket of up to _BUCKET_ALL_PAIRS documents gives all its pairs, a larger one a star to its
+    first (earliest) member. Both the in-process search and a distributed one call this, so their
+    candidates are the same pairs by construction.
+    """
+    sizes = np.diff(np.r_[run_starts, order.size]).astype(np.int64)
     big, small = sizes > _BUCKET_ALL_PAIRS, (sizes >= 2) & (sizes <= _BUCKET_ALL_PAIRS)
     # a huge bucket links every member to its first (earliest) member only
     left = [np.repeat(order[run_starts[big]], sizes[big] - 1)]
@@ -335,6 +360,44 @@ def check_settings(threshold: float, num_perm: int, spec: ShingleSpec) -> None:
 
 
 @dataclass(frozen=True, eq=False)
+class SimilarPairs:
+    """Verified near-duplicate pairs of a corpus, however they were searched (in process by
+    `NearDuplicateIndex`, or on workers by `sftline.gates.engine.RayEngine`): what a grouping of
+    them needs, without the band keys a search needed."""
+
+    i: np.ndarray
+    j: np.ndarray
+    """The pairs (i[k], j[k]), i < j, sorted by (i, j)."""
+    estimate: np.ndarray
+    """Each pair's estimated Jaccard (the fraction of equal signature values)."""
+    signatures: np.ndarray
+    """(docs x num_perm) uint32, for estimates between members of a component."""
+    threshold: float
+    seed: int
+    shingle: ShingleSpec
+
+    @property
+    def n(self) -> int:
+        return len(self.signatures)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        num_perm = self.signatures.shape[1]
+        bands, rows = optimal_bands(self.threshold, num_perm)
+        return {"threshold": self.threshold, "num_perm": num_perm, "bands": bands, "rows": rows,
+                "seed": self.seed, **asdict(self.shingle)}  # fmt: skip
+
+    def clusters(self) -> list[list[int]]:
+        """Groups of >= 2 near-duplicates (union-find components), each sorted, the list sorted
+        by first member."""
+        root = _components(self.n, self.i, self.j)
+        members = np.flatnonzero(np.bincount(root, minlength=len(root))[root] >= 2)
+        members = members[np.argsort(root[members], kind="stable")]
+        cuts = np.flatnonzero(np.diff(root[members])) + 1
+        return [group.tolist() for group in np.split(members, cuts)] if members.size else []
+
+
+@dataclass(frozen=True, eq=False)
 class NearDuplicateIndex:
     """MinHash signatures of a corpus plus its LSH band keys, reusable to query other texts."""
 
@@ -366,7 +429,7 @@ class NearDuplicateIndex:
         spec = ShingleSpec(char_ngram, word_ngram, short_words)
         check_settings(threshold, num_perm, spec)
         bands, rows = optimal_bands(threshold, num_perm)
-        sig, keys = _signatures(texts, spec, num_perm, seed, bands, rows)
+        sig, keys = minhash_signatures(texts, spec, num_perm, seed, bands, rows)
         order = np.argsort(keys, axis=1, kind="stable")
         sorted_keys = np.take_along_axis(keys, order, axis=1)
         return cls(sig, sorted_keys, order, threshold, num_perm, bands, rows, spec, seed)
@@ -386,24 +449,23 @@ class NearDuplicateIndex:
         n = len(self.signatures)
         bands = zip(self.band_keys, self.band_order, strict=True)
         found = [_bucket_pairs(keys, order) for keys, order in bands]
-        codes = _distinct(np.concatenate([i * n + j for i, j in found] + [np.empty(0, int)]))
+        codes = distinct(np.concatenate([i * n + j for i, j in found] + [np.empty(0, int)]))
         i, j = codes // max(n, 1), codes % max(n, 1)
         sides = (self.signatures, self.low_bytes)
-        return _verify(sides, sides, i, j, self.threshold)
+        return verify_pairs(sides, sides, i, j, self.threshold)
+
+    def similar_pairs(self) -> SimilarPairs:
+        """`pairs()` with the signatures and settings they were found with."""
+        return SimilarPairs(*self.pairs(), self.signatures, self.threshold, self.seed, self.shingle)
 
     def clusters(self) -> list[list[int]]:
         """Groups of >= 2 near-duplicates, each sorted, the list sorted by first member."""
-        i, j, _ = self.pairs()
-        root = _components(len(self.signatures), i, j)
-        members = np.flatnonzero(np.bincount(root, minlength=len(root))[root] >= 2)
-        members = members[np.argsort(root[members], kind="stable")]
-        cuts = np.flatnonzero(np.diff(root[members])) + 1
-        return [group.tolist() for group in np.split(members, cuts)] if members.size else []
+        return self.similar_pairs().clusters()
 
     def query(self, texts: Sequence[str]) -> list[list[tuple[int, float]]]:
         """For each text, the corpus indices with estimated Jaccard >= threshold, best first."""
         spec, n = self.shingle, len(self.signatures)
-        sig, keys = _signatures(texts, spec, self.num_perm, self.seed, self.bands, self.rows)
+        sig, keys = minhash_signatures(texts, spec, self.num_perm, self.seed, self.bands, self.rows)
         found: list[list[tuple[int, float]]] = []
         for lo in range(0, len(texts), _CHUNK_DOCS):
             batch = keys[:, lo : lo + _CHUNK_DOCS]
@@ -414,11 +476,11 @@ class NearDuplicateIndex:
                 count = np.searchsorted(sorted_keys, batch[band], "right") - first
                 q = np.repeat(np.arange(batch.shape[1]), count)
                 codes.append(q * n + order[_ranges(first, count)])
-            code = _distinct(np.concatenate(codes))
+            code = distinct(np.concatenate(codes))
             q, c = code // max(n, 1), code % max(n, 1)
             theirs = (sig[lo : lo + _CHUNK_DOCS], sig[lo : lo + _CHUNK_DOCS].astype(np.uint8))
             mine = (self.signatures, self.low_bytes)
-            q, c, score = _verify(theirs, mine, q, c, self.threshold)
+            q, c, score = verify_pairs(theirs, mine, q, c, self.threshold)
             rank = np.lexsort((c, -score, q))
             hits: list[list[tuple[int, float]]] = [[] for _ in range(batch.shape[1])]
             for qi, ci, s in zip(*(x[rank].tolist() for x in (q, c, score)), strict=True):

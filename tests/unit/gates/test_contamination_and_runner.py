@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sftline.config import GatesConfig
 from sftline.contract.spec import Contract, OutputFormat
 from sftline.data.common_text import CommonText, find_common_text
 from sftline.data.example import Example, Provenance
+from sftline.gates.base import GateOutcome
 from sftline.gates.contamination import ContaminationGate
+from sftline.gates.engine import LocalEngine
 from sftline.gates.lengths import WhitespaceCounter
 from sftline.gates.runner import build_gates, run_gates
 
@@ -162,3 +166,32 @@ def test_an_ngram_in_more_than_1_percent_of_the_reference_set_is_not_evidence() 
     # in 2 of 201 references (1.0%, not more than 1%) the run is still evidence
     rare = gold[1:]
     assert [f.example_id for f in ContaminationGate({"gold@v1": rare}).check(train).flags] == ["t0", "t1"]
+
+
+def test_the_runner_gives_the_engine_and_the_source_file_while_no_example_was_replaced() -> None:
+    """A gate whose check takes `engine` and `source` gets them; the file only while it still
+    holds what the gate sees (a redaction before it replaced an example: no file)."""
+    seen: list[tuple[str, object, object]] = []
+
+    class Recording:
+        name, stage = "recording", "duplicates"
+
+        def check(
+            self, examples: list[Example], *, blocked: frozenset[str], engine: object, source: object = None
+        ) -> GateOutcome:
+            seen.append((examples[0].text or "", engine, source))
+            return GateOutcome(self.name)
+
+    config = GatesConfig.model_validate({"pii": {"mode": "redact"}})
+    pii = build_gates(config, Contract(), against={}, common=CommonText(), token_counter=WhitespaceCounter())
+    pii = [(gate, settings) for gate, settings in pii if gate.name == "pii"]
+    recording = (Recording(), GatesConfig().near_duplicates)
+    engine, source = LocalEngine(), Path("version.parquet")
+    run_gates([ex(0, "no pii here")], [*pii, recording], engine=engine, source=source)
+    run_gates([ex(0, "call me on +44 20 7946 0958")], [*pii, recording], engine=engine, source=source)
+    run_gates([ex(0, "no source given")], [recording], engine=engine)
+    assert seen == [
+        ("no pii here", engine, source),
+        ("call me on <PHONE>", engine, None),
+        ("no source given", engine, None),
+    ]

@@ -242,13 +242,13 @@ def test_a_chain_through_other_texts_does_not_flag_a_text_unlike_the_representat
         {"representative": "ex-0", "members": ["ex-0", "ex-1", "ex-2"], "size": 3}
     ]
     index = NearDuplicateIndex.build(CHAIN)
-    groups = near_duplicate_groups(index, CHAIN)
+    groups = near_duplicate_groups(index.similar_pairs(), CHAIN)
     assert [(g.representative, [m for m, _ in g.members]) for g in groups] == [(0, [1, 2])]
     for group in groups:
         for member, jaccard in group.members:
             assert jaccard == exact_jaccard(CHAIN[group.representative], CHAIN[member]) >= 0.8
     # when the first text is to be avoided, the second represents, and all three others are within 0.8
-    avoided = near_duplicate_groups(index, CHAIN, avoid=[True, False, False, False])
+    avoided = near_duplicate_groups(index.similar_pairs(), CHAIN, avoid=[True, False, False, False])
     assert [(g.representative, [m for m, _ in g.members]) for g in avoided] == [(1, [0, 2, 3])]
 
 
@@ -257,7 +257,7 @@ def test_every_flag_is_within_the_threshold_of_its_representative(clinc: list[st
     texts = list(clinc)
     for base, kinds in PLANTED.items():
         texts += [base, *kinds.values()]
-    groups = near_duplicate_groups(NearDuplicateIndex.build(texts, threshold=0.7), texts)
+    groups = near_duplicate_groups(NearDuplicateIndex.build(texts, threshold=0.7).similar_pairs(), texts)
     starts = [len(clinc) + 5 * k for k in range(len(PLANTED))]
     assert [(g.representative, [m for m, _ in g.members]) for g in groups] == [
         (start, [start + 1, start + 2, start + 3, start + 4]) for start in starts
