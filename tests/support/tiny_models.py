@@ -81,3 +81,27 @@ def tiny_causal_lm(
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).eval()
+
+
+def make_tiny_classifier(folder: Path, labels: list[str], *, seed: int = 0) -> Any:
+    """A SentenceClassifier over a random 2-layer BERT with the MiniLM vocabulary, its head spread
+    so probabilities differ; saved with its tokenizer to `folder` and returned."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from sftline.models import EMBEDDED
+    from sftline.models.classifier import SentenceClassifier
+
+    tokenizer = AutoTokenizer.from_pretrained(EMBEDDED["minilm-l6"].source_path())
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    torch.manual_seed(seed)
+    classifier = SentenceClassifier(BertModel(config, add_pooling_layer=False), labels)
+    torch.nn.init.normal_(classifier.head.weight, std=2.0)
+    classifier.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return classifier

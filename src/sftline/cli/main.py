@@ -28,6 +28,7 @@ from sftline.cli import line as line_cli
 from sftline.cli import maintenance as maintenance_cli
 from sftline.cli import models as models_cli
 from sftline.cli import output
+from sftline.cli import serve as serve_cli
 from sftline.cli import train as train_cli
 from sftline.cli.context import state
 from sftline.cli.output import console, err_console, print_json
@@ -49,6 +50,7 @@ app.add_typer(keys_cli.app, name="keys")
 train_cli.register(app)
 evals_cli.register(app)
 line_cli.register(app)
+serve_cli.register(app)
 maintenance_cli.register(app, data_cli.app)
 
 

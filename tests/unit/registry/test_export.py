@@ -262,26 +262,10 @@ def test_adapter_mode_needs_an_adapter_and_merged_mode_a_full_model(
 @pytest.fixture
 def tiny_classifier(tmp_path: Path) -> Any:
     """A saved SentenceClassifier over a random 2-layer BERT with MiniLM's tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tests.support.tiny_models import make_tiny_classifier
 
-    from sftline.models import EMBEDDED
-    from sftline.models.classifier import SentenceClassifier
-
-    tokenizer = AutoTokenizer.from_pretrained(EMBEDDED["minilm-l6"].source_path())
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-    )
-    torch.manual_seed(0)
-    classifier = SentenceClassifier(
-        BertModel(config, add_pooling_layer=False), ["balance", "transfer", "oos"]
-    )
     folder = tmp_path / "classifier"
-    classifier.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    classifier = make_tiny_classifier(folder, ["balance", "transfer", "oos"])
     return classifier.eval(), folder
 
 
