@@ -104,5 +104,37 @@ print("without the constraint: label compliance {:.1%}, accuracy {:.1%}".format(
     m["label_compliance"]["value"], m["accuracy"]["value"]))'
 "$SFTLINE" evals list
 
+step "serving: the production version behind an OpenAI-compatible API (a few requests, then its metrics)"
+KEY=$("$SFTLINE" keys add demo --scope serve --json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+PORT=${DEMO_PORT:-8765}
+"$SFTLINE" serve --port "$PORT" > serve.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+"$PYTHON" -c '
+import sys, time, urllib.request
+for _ in range(240):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz"); break
+    except OSError:
+        time.sleep(0.5)' "$PORT"
+"$PYTHON" - "$PORT" "$KEY" <<'PY'
+import sys, urllib.request
+from openai import OpenAI
+port, key = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+for text in ["how much money is in my checking account", "what's the weather like in paris", "please tell me a story about dragons"]:
+    raw = client.chat.completions.with_raw_response.create(model="clinc150-demo", messages=[{"role": "user", "content": text}])
+    reply = raw.parse()
+    print(f"{text!r} -> {reply.choices[0].message.content}  (x-model-version {raw.headers['x-model-version']})")
+request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"})
+lines = urllib.request.urlopen(request).read().decode().splitlines()
+print("metrics it moved:")
+for line in lines:
+    if line.startswith(("sftline_requests_total{", "sftline_request_latency_seconds_count", "sftline_abstentions_total", "sftline_batch_size_count")):
+        print("  " + line)
+PY
+kill -TERM $SERVER; wait $SERVER 2>/dev/null || true
+trap - EXIT
+
 printf '\nreports in %s: gates.html, release.html, eval-smollm2.html\n' "$(pwd)"
 printf 'the demo took %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))

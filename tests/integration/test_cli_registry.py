@@ -83,6 +83,11 @@ def test_register_promote_force_rollback_and_history(
     stages = {m["ref"]: m["stage"] for m in run_json(capsys, "models", "list")["models"]}
     assert stages == {"support@1": "archived", "support@2": "production"}
 
+    # Production is left by a rollback (or for the archive), not by a promotion elsewhere.
+    refused = run_json(capsys, "models", "promote", "support@2", "--to", "canary", code=1)
+    assert "is in production" in refused["err"] and "rollback" in refused["err"]
+    unknown = run_json(capsys, "models", "promote", "support@2", "--to", "staging", code=2)
+    assert "staging" in unknown["err"]
     # Rollback puts support@1 back in one step; support@2 returns to candidate.
     rolled = run_json(capsys, "models", "rollback", "support", "--reason", "complaints")
     assert rolled == {"name": "support", "restored": "support@1", "rolled_back": "support@2"}

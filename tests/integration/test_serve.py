@@ -184,6 +184,14 @@ def test_canary_share_is_sticky_and_near_its_share(
         assert 0.3 - 0.1 < seen["support@2"] / 160 < 0.3 + 0.1, seen  # binomial sd 0.036
         for user in ("user-1", "user-2", "user-3"):
             assert len({version(user) for _ in range(3)}) == 1  # one user sees one model
+        # a version named outright is that version, whatever the user's place in the split
+        for named in ("support@1", "support@2"):
+            assert {
+                api.chat.completions.with_raw_response.create(
+                    model=named, messages=QUESTION, max_tokens=1, user=f"user-{i}"
+                ).headers["x-model-version"]
+                for i in range(6)
+            } == {named}
 
 
 def test_shadow_answers_are_logged_not_returned(chat_project: Path, served: dict[str, str]) -> None:

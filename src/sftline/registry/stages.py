@@ -34,28 +34,39 @@ class Change:
     to_stage: str
 
 
-def rollback_target(history: Sequence[Change], current: int | None) -> int | None:
-    """The version a rollback puts back into production, or None when there is none.
+def production_line(history: Sequence[Change]) -> list[int]:
+    """The versions a rollback may return to, oldest first, the newest holder of production last.
 
-    The current version's latest promotion into production is found; the version promoted into
-    production last before it (and not the current one) is the target. Rollbacks themselves are
-    not promotions, so rolling back twice walks back through the promotions: after v1, v2, v3
-    were promoted, a rollback gives v2, and a second one v1.
+    A version entering production (promoted, or put back by a rollback) moves to the end; one a
+    rollback moved out of production (back to candidate) leaves the line: it was rolled back as
+    bad, and no later rollback brings it back. A version archived because another one was
+    promoted stays in the line, below the one that replaced it.
     """
-    promotions = [
-        (position, change.version)
-        for position, change in enumerate(history)
-        if change.action == "promote" and change.to_stage == "production"
-    ]
-    if current is None:
-        return promotions[-1][1] if promotions else None
-    mine = [position for position, version in promotions if version == current]
-    before = mine[-1] if mine else len(history)
-    earlier = [version for position, version in promotions if position < before and version != current]
-    return earlier[-1] if earlier else None
+    line: list[int] = []
+    for change in history:
+        if change.to_stage == "production":
+            line = [v for v in line if v != change.version] + [change.version]
+        elif change.action == "rollback":
+            line = [v for v in line if v != change.version]
+    return line
+
+
+def rollback_target(history: Sequence[Change], current: int | None) -> int | None:
+    """The version a rollback puts back into production, or None when there is none: the one
+    below the current holder in `production_line` (nothing in production: the last holder).
+
+    Promoted v1, v2, v3: a rollback gives v2 and a second one v1. Promoted v1, v2, v3, rolled
+    back (v2 returns), promoted v4: a rollback gives v2 again, never the rolled-back v3.
+    """
+    line = [v for v in production_line(history) if v != current]
+    return line[-1] if line else None
+
+
+class UnknownStage(ValueError):
+    """A stage name that is not one of STAGES."""
 
 
 def check_target_stage(stage: str) -> Stage:
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+        raise UnknownStage(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
     return stage  # type: ignore[return-value]

@@ -27,6 +27,8 @@ class Event:
     latency_s: float
     invalid: bool
     abstained: bool
+    answered: bool = True
+    """A 200: only answered requests count in the latency (a fast refusal would pull it down)."""
 
 
 class Window:
@@ -49,7 +51,7 @@ class Window:
         n = len(events)
         if n == 0:
             return {"requests": 0}
-        latencies = [e.latency_s for e in events if not e.error]
+        latencies = [e.latency_s for e in events if e.answered]
         return {
             "requests": n,
             "error_rate": sum(e.error for e in events) / n,
@@ -96,12 +98,21 @@ class CanaryAnalysis:
         self.started: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def observe(self, version: str, *, error: bool, latency_s: float, invalid: bool, abstained: bool) -> None:
+    def observe(
+        self,
+        version: str,
+        *,
+        error: bool,
+        latency_s: float,
+        invalid: bool,
+        abstained: bool,
+        answered: bool = True,
+    ) -> None:
         now = time.monotonic()
         with self._lock:
             self.started.setdefault(version, now)
             window = self.windows.setdefault(version, Window(self.settings.window_s))
-            window.add(Event(now, error, latency_s, invalid, abstained))
+            window.add(Event(now, error, latency_s, invalid, abstained, answered))
 
     def decide(self, production: str, canary: str) -> tuple[str, dict[str, Any]]:
         """("rollback" | "promote" | "wait", evidence)."""

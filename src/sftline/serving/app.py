@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from sftline.contract.validate import OutputValidator
-from sftline.errors import ModelError, SftlineError
+from sftline.errors import ModelError, RecordError, SftlineError
 from sftline.record.workspace import Workspace
 from sftline.serving.analysis import CanaryAnalysis
 from sftline.serving.config import Deployments
@@ -41,6 +41,8 @@ KEY_CACHE_S = 30.0
 effect within this)."""
 ANALYSIS_ACTOR = "sftline serve (canary analysis)"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+CLIENT_CLOSED = 499
+"""The status a request is counted with when its client left before the answer ended."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class Server:
         self.ready = False
         self.draining = False
         self.inflight = 0
-        self._keys: dict[str, tuple[float, Caller | None]] = {}
+        self._keys: dict[str, tuple[float, Caller]] = {}
         self._rates: dict[str, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         limits = deployments.limits
@@ -122,7 +124,9 @@ class Server:
 
     # --- keys and limits -------------------------------------------------------------------
 
-    def caller(self, header: str | None) -> Caller:
+    async def caller(self, header: str | None) -> Caller:
+        """The key's owner. A verified key is trusted for KEY_CACHE_S; an unknown one is not
+        remembered (random keys cannot grow the cache), and the record is asked off the loop."""
         if not header or not header.startswith("Bearer "):
             raise ApiError(
                 401,
@@ -134,15 +138,17 @@ class Server:
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         cached = self._keys.get(digest)
-        if cached is None or now - cached[0] > KEY_CACHE_S:
-            from sftline.serving.keys import verify
+        if cached is not None and now - cached[0] <= KEY_CACHE_S:
+            return cached[1]
+        from sftline.serving.keys import verify
 
-            info = verify(self.workspace, key)
-            cached = (now, Caller(info.name, info.scope) if info is not None else None)
-            self._keys[digest] = cached
-        if cached[1] is None:
+        info = await asyncio.to_thread(verify, self.workspace, key)
+        if info is None:
+            self._keys.pop(digest, None)
             raise ApiError(401, "invalid API key", kind="authentication_error", code="invalid_api_key")
-        return cached[1]
+        caller = Caller(info.name, info.scope)
+        self._keys[digest] = (now, caller)
+        return caller
 
     def check_rate(self, caller: Caller) -> None:
         limit = self.deployments.limits.requests_per_minute
@@ -256,17 +262,18 @@ class Server:
                 latency_s=latency,
                 invalid=fields.get("contract_valid") is False,
                 abstained=bool(fields.get("abstained")),
+                answered=status == 200,
             )
 
     def account_label(
         self, target: Target, endpoint: str, started: float, request_id: str, text: str, answer: Any,
-        user_hash: str | None = None,
+        user_hash: str | None = None, extra: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """`account` for one classified text (`answer`: the engine's ClassifyAnswer)."""
         self.account(
             target, endpoint, 200, started, request_id=request_id, prompt=text, output=answer.label,
             label=answer.label, confidence=answer.probability, abstained=answer.abstained,
-            contract_valid=self.valid(answer.label), user_hash=user_hash,
+            contract_valid=self.valid(answer.label), user_hash=user_hash, extra=extra or {},
         )  # fmt: skip
 
     def valid(self, answer: str) -> bool | None:
@@ -355,7 +362,7 @@ def create_app(server: Server) -> FastAPI:
         request.state.request_id = request_id
         try:
             if request.url.path not in PUBLIC_PATHS:
-                request.state.caller = server.caller(request.headers.get("authorization"))
+                request.state.caller = await server.caller(request.headers.get("authorization"))
                 length = request.headers.get("content-length")
                 if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
                     raise ApiError(413, f"the request body is over {limits.max_body_bytes} bytes")
@@ -371,7 +378,11 @@ def create_app(server: Server) -> FastAPI:
 
     @app.exception_handler(SftlineError)
     async def refused(request: Request, error: SftlineError) -> JSONResponse:
-        """A registry or record refusal in an admin action: what the CLI would say, as a 400."""
+        """A registry refusal in an admin action: what the CLI would say, as a 400; the record
+        itself failing (down, locked past the retries) is a 503."""
+        if isinstance(error, RecordError):
+            body = ApiError(503, str(error), kind="api_error", code="record_unavailable").body()
+            return JSONResponse(body, status_code=503)
         return JSONResponse(ApiError(400, str(error)).body(), status_code=400)
 
     async def body_of(request: Request) -> Any:
@@ -515,8 +526,11 @@ def create_app(server: Server) -> FastAPI:
             }
             for a in answers
         ]
-        for text, a in zip(texts, answers, strict=True):
-            server.account_label(target, "classify", started, request_id, text, a)
+        # One request, counted once (its first text stands for it in the log; all labels in extra).
+        server.account_label(
+            target, "classify", started, request_id, texts[0], answers[0],
+            extra={"inputs": len(texts), "labels": [a.label for a in answers]} if len(texts) > 1 else None,
+        )  # fmt: skip
         headers = {"x-model-version": target.version}
         return JSONResponse({"model": target.version, "results": results}, headers=headers)
 
@@ -603,11 +617,13 @@ def create_app(server: Server) -> FastAPI:
 
         async def events() -> AsyncIterator[str]:
             server.inflight += 1
+            accounted = False
             try:
                 yield _sse(chunk(request_id, target.version, {"role": "assistant", "content": ""}))
                 item = first
                 while True:
                     if isinstance(item, ChatAnswer):
+                        accounted = True
                         finished(item)
                         yield _sse(chunk(request_id, target.version, {}, item.finish_reason))
                         if usage:
@@ -626,10 +642,14 @@ def create_app(server: Server) -> FastAPI:
                 error = _engine_errors(exc) or ApiError(
                     500, f"internal error: {type(exc).__name__}", kind="api_error"
                 )
-                server.account(target, "chat", error.status, started, request_id=request_id)
+                if not accounted:
+                    accounted = True
+                    server.account(target, "chat", error.status, started, request_id=request_id)
                 yield _sse(error.body())
             finally:
                 server.inflight -= 1
+                if not accounted:  # the client went away mid-answer (nginx's 499)
+                    server.account(target, "chat", CLIENT_CLOSED, started, request_id=request_id)
                 await parts.aclose()  # a client that went away stops its generation at the next step
             yield "data: [DONE]\n\n"
 
@@ -662,7 +682,7 @@ def create_app(server: Server) -> FastAPI:
             prompt=messages[-1]["content"],
             output=text,
             contract_valid=server.valid(text),
-            extra={"agreed": agreed, "returned": returned},
+            extra={"agreed": agreed},  # the returned answer is the main row's (redacted) output
         )
 
     return app

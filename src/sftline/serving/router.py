@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any
 from sftline.errors import ModelError
 from sftline.record.workspace import Workspace
 from sftline.serving.config import Deployments, RemoteBackend
+
+log = logging.getLogger("sftline.serve")
 
 STAGE_TTL_S = 1.0
 """How long the registry's stages are reused before they are read again."""
@@ -62,6 +65,7 @@ class Router:
                 self.fixed = self._direct(model, served=model)
         self.name = self.fixed.served if self.fixed else name
         self._stages: dict[str, Target] = {}
+        self._shadows: list[Target] | None = None
         self._read_at = -1.0
         self._lock = threading.Lock()
 
@@ -134,17 +138,16 @@ class Router:
     def pick(self, requested: str | None, user: str) -> Target:
         """The target of a request naming `requested` (None or the served name: production, or the
         canary for users within its share; NAME@N: that version) for `user`."""
-        if requested and requested != self.name and requested not in self.aliases():
-            if self.fixed is not None:
-                raise UnknownModel(
-                    f"the model {requested!r} does not exist; this server serves {self.name!r}"
-                )
-            if not requested.startswith(f"{self.name}@"):
+        stages = self.stages()
+        if requested and requested != self.name:
+            named = [t for t in stages.values() if t.version == requested]
+            if named:  # the production or canary version by its own name: that one, no split
+                return named[0]
+            if self.fixed is not None or not requested.startswith(f"{self.name}@"):
                 raise UnknownModel(
                     f"the model {requested!r} does not exist; this server serves {self.name!r}"
                 )
             return self._direct(requested, served=self.name)
-        stages = self.stages()
         production = stages.get("production")
         canary = stages.get("canary")
         if canary is not None and (production is None or share_of(user) < self.deployments.canary_share):
@@ -157,14 +160,27 @@ class Router:
         return {t.version for t in self.stages().values()}
 
     def shadows(self) -> list[Target]:
-        return [self._direct(model, served=self.name, route="shadow") for model in self.deployments.shadows]
+        """The shadow targets, resolved once (a shadow that does not resolve is left out, and said
+        once in the log, rather than failing the requests it would have copied)."""
+        with self._lock:
+            if self._shadows is None:
+                self._shadows = []
+                for model in self.deployments.shadows:
+                    try:
+                        self._shadows.append(self._direct(model, served=self.name, route="shadow"))
+                    except UnknownModel as exc:
+                        log.warning("shadow %s left out: %s", model, exc)
+            return list(self._shadows)
 
 
 class EngineCache:
-    """Engines by model hash (a local engine) or version (a remote one), loaded once, on demand."""
+    """Engines by model hash (a local engine) or version (a remote one), loaded once, on demand;
+    at most `max_loaded` at a time (the least recently used is closed), so requests naming old
+    versions one after another cannot fill the machine's memory."""
 
-    def __init__(self, load: Callable[[Target], Any]) -> None:
+    def __init__(self, load: Callable[[Target], Any], *, max_loaded: int = 4) -> None:
         self._load = load
+        self.max_loaded = max_loaded
         self._engines: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -177,11 +193,16 @@ class EngineCache:
     async def get(self, target: Target) -> Any:
         key = self.key(target)
         if key in self._engines:
+            self._engines[key] = self._engines.pop(key)  # most recently used last
             return self._engines[key]
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if key not in self._engines:
                 self._engines[key] = await asyncio.to_thread(self._load, target)
+                while len(self._engines) > self.max_loaded:
+                    engine = self._engines.pop(next(iter(self._engines)))
+                    close = asyncio.ensure_future(engine.close())  # running batches finish first
+                    close.add_done_callback(lambda done: done.exception())
         return self._engines[key]
 
     def all(self) -> list[Any]:

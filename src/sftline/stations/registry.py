@@ -33,7 +33,14 @@ from sftline.record import queries
 from sftline.record.lineage import lineage
 from sftline.record.schema import ModelVersion, RegisteredModel, Run, StageChange
 from sftline.record.workspace import Workspace
-from sftline.registry.stages import EXCLUSIVE, NEEDS_EVIDENCE, Change, check_target_stage, rollback_target
+from sftline.registry.stages import (
+    EXCLUSIVE,
+    NEEDS_EVIDENCE,
+    Change,
+    UnknownStage,
+    check_target_stage,
+    rollback_target,
+)
 from sftline.stations.release import Announce, eval_station
 from sftline.stations.runner import ArtifactRef, Produced, Work, canonical_json, run_station
 
@@ -535,13 +542,17 @@ def promote(
 ) -> Promotion:
     """Move a version to stage `to`; into canary or production only on a `pass` verdict (see the
     module docstring). A blocked promotion changes nothing and says why (`status` blocked)."""
-    stage = check_target_stage(to)
+    try:
+        stage = check_target_stage(to)
+    except UnknownStage as exc:
+        raise RegistryError(str(exc)) from None
     actor = actor or current_actor()
     with workspace.record.session() as session:
         version = find_version(session, version_text)
         ref, before = version.ref, version.stage
     if before == stage:
         return Promotion(ref, before, stage, "unchanged")
+    _check_move(ref, before, stage)
     evidence: dict[str, Any] = {}
     overridden: list[str] = []
     verdict = None
@@ -570,6 +581,9 @@ def promote(
             model = queries.registered_model(session, parse_version(ref).name, lock=True)
             version = find_version(session, ref)
             assert model is not None
+            if version.stage == stage:  # another process moved it there meanwhile
+                return Promotion(ref, stage, stage, "unchanged")
+            _check_move(ref, version.stage, stage)
             if stage in NEEDS_EVIDENCE and not force:
                 production = queries.versions_in_stage(session, model, "production")
                 now = production[0].ref if production and production[0].id != version.id else None
@@ -602,6 +616,16 @@ def promote(
                              overridden if force else [], moved, evidence)  # fmt: skip
 
     return _retrying(attempt)
+
+
+def _check_move(ref: str, before: str, stage: str) -> None:
+    """Production is left only by a rollback, or for the archive: a promotion that took the
+    production version to canary or candidate would leave the name with nothing in production."""
+    if before == "production" and stage in ("canary", "candidate"):
+        raise RegistryError(
+            f"{ref} is in production: `sftline models rollback` puts the previous version back, "
+            f"or promote another version (or archive {ref}) first"
+        )
 
 
 # --- rollback ----------------------------------------------------------------------------------

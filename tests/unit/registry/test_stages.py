@@ -41,3 +41,12 @@ def test_unknown_stage_is_refused() -> None:
     assert check_target_stage("canary") == "canary"
     with pytest.raises(ValueError, match="unknown stage 'staging'"):
         check_target_stage("staging")
+
+
+def test_a_version_rolled_back_as_bad_is_never_put_back() -> None:
+    history = [promoted(1), promoted(2), promoted(3)]
+    history += [rolled_back(3, "candidate"), rolled_back(2, "production")]
+    history += [Change(2, "demote", "archived"), promoted(4)]
+    assert rollback_target(history, 4) == 2  # not 3, which was rolled back
+    history += [rolled_back(4, "candidate"), rolled_back(2, "production")]
+    assert rollback_target(history, 2) == 1
