@@ -136,6 +136,11 @@ def test_auth_limits_and_errors_are_openai_shaped(chat_project: Path, served: di
         assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]
         big = httpx.post(f"{running.url}/chat/completions", content=b" " * 5000, headers=headers)
         assert big.status_code == 413
+        # a chunked body (no Content-Length) is cut off at the limit too
+        chunked = httpx.post(
+            f"{running.url}/chat/completions", content=iter([b" " * 1000] * 5), headers=headers
+        )
+        assert chunked.status_code == 413 and "over 4000 bytes" in chunked.json()["error"]["message"]
         metrics = httpx.get(f"{running.root}/metrics", headers=headers).text
         assert (
             'sftline_requests_total{endpoint="chat",model="support",route="production",status="400"'
@@ -276,6 +281,17 @@ def test_a_remote_backend_answers_like_the_model_in_process(
             remote = client(front.url, served["serve"]).chat.completions.create(
                 model="support", messages=QUESTION, max_tokens=6
             )
+            # the backend's own refusal is the caller's error, passed on (not a 502)
+            with pytest.raises(openai.BadRequestError, match="exceeds|limit|max_tokens|schema"):
+                client(front.url, served["serve"]).chat.completions.create(
+                    model="support",
+                    messages=QUESTION,
+                    max_tokens=4,
+                    response_format={
+                        "type": "json_schema",
+                        "json_schema": {"name": "x", "schema": {"type": 12}},
+                    },
+                )
     assert remote.choices[0].message.content == local.choices[0].message.content
     assert remote.model == "support@1"
 

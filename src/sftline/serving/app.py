@@ -316,7 +316,7 @@ def _engine_errors(exc: BaseException) -> ApiError | None:
     """The HTTP answer of an engine's refusal: overload is a 429 or 408, never a 5xx."""
     from sftline.serving.batching import BatcherClosed, DeadlineExceeded, QueueFull
     from sftline.serving.engine import InvalidRequest
-    from sftline.serving.remote import RemoteError
+    from sftline.serving.remote import RemoteError, RemoteRefused
 
     if isinstance(exc, QueueFull):
         retry = str(max(1, round(getattr(exc, "retry_after_s", 1.0))))
@@ -335,6 +335,8 @@ def _engine_errors(exc: BaseException) -> ApiError | None:
         return ApiError(400, str(exc))
     if isinstance(exc, BatcherClosed):
         return ApiError(503, "the server is shutting down", kind="api_error", code="draining")
+    if isinstance(exc, RemoteRefused):  # the caller's error at the backend: its 4xx, passed on
+        return ApiError(exc.status, str(exc))
     if isinstance(exc, RemoteError):
         return ApiError(502, str(exc), kind="api_error", code="bad_gateway")
     if isinstance(exc, UnknownModel):
@@ -386,10 +388,15 @@ def create_app(server: Server) -> FastAPI:
         return JSONResponse(ApiError(400, str(error)).body(), status_code=400)
 
     async def body_of(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > limits.max_body_bytes:
-            raise ApiError(413, f"the request body is over {limits.max_body_bytes} bytes")
-        return _json_body(raw)
+        """The JSON body, read chunk by chunk and refused as soon as it passes the limit (a
+        chunked body has no Content-Length for the middleware to check)."""
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limits.max_body_bytes:
+                raise ApiError(413, f"the request body is over {limits.max_body_bytes} bytes")
+            parts.append(part)
+        return _json_body(b"".join(parts))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -24,6 +24,23 @@ class RemoteError(ModelError):
     """The remote backend failed or answered something that is not an OpenAI response (502)."""
 
 
+class RemoteRefused(RemoteError):
+    """The remote backend refused the request itself (a 4xx): the caller's error, passed on with
+    the backend's status and message, not a failure of the backend."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _refusal(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        return str(error.get("message") if isinstance(error, dict) else error)[:300]
+    except (ValueError, AttributeError):
+        return f"the backend answered {response.status_code}"
+
+
 class RemoteEngine:
     """`kind` is "chat" until the backend says otherwise: a remote classifier is reached through
     its `/classify` endpoint when one is asked for."""
@@ -69,11 +86,16 @@ class RemoteEngine:
             response = await self.client.post(path, json=body)
         except httpx.HTTPError as exc:
             raise RemoteError(f"the remote backend of {self.version} is unreachable: {exc}") from exc
+        if 400 <= response.status_code < 500:
+            raise RemoteRefused(response.status_code, _refusal(response))
         if response.status_code != 200:
+            raise RemoteError(f"the remote backend of {self.version} answered {response.status_code}")
+        try:
+            value: dict[str, Any] = response.json()
+        except ValueError as exc:
             raise RemoteError(
-                f"the remote backend of {self.version} answered {response.status_code}: {response.text[:200]}"
-            )
-        value: dict[str, Any] = response.json()
+                f"the remote backend of {self.version} answered something that is not JSON"
+            ) from exc
         return value
 
     async def complete(
@@ -107,6 +129,9 @@ class RemoteEngine:
         body = self._body(messages, params, stream=True)
         try:
             async with self.client.stream("POST", "/chat/completions", json=body) as response:
+                if 400 <= response.status_code < 500:
+                    await response.aread()
+                    raise RemoteRefused(response.status_code, _refusal(response))
                 if response.status_code != 200:
                     raise RemoteError(f"the remote backend of {self.version} answered {response.status_code}")
                 async for line in response.aiter_lines():
