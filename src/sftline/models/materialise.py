@@ -82,6 +82,18 @@ def hash_folder(path: Path) -> tuple[dict[str, str], str]:
     return files, content.hexdigest()
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A model folder's JSON file (config.json, adapter_config.json, ...) as a dict; a ModelError
+    naming the file when it is not valid JSON or not an object."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(content, dict):
+        raise ModelError(f"{path} must hold a JSON object")
+    return content
+
+
 def describe_folder(name: str, path: Path, *, source: str) -> MaterialisedModel:
     """Validate a local Hugging Face folder and describe it (hashes every file).
 
@@ -94,12 +106,7 @@ def describe_folder(name: str, path: Path, *, source: str) -> MaterialisedModel:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ModelError(f"not a Hugging Face model folder: {config_path} is missing")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{config_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ModelError(f"{config_path} must hold a JSON object")
+    config = read_json_object(config_path)
 
     problems: list[str] = []
     if not config.get("model_type"):

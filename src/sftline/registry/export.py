@@ -23,7 +23,7 @@ from sftline.atomic import FILE_MODE, writing_folder
 from sftline.errors import ModelError
 from sftline.models.catalog import EMBEDDED
 from sftline.models.classifier import is_classifier_folder
-from sftline.models.materialise import DESCRIPTIVE_FILES, hash_folder
+from sftline.models.materialise import DESCRIPTIVE_FILES, hash_folder, read_json_object
 from sftline.registry.card import is_embedded, portable_base_name
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -166,15 +166,7 @@ def _name_base(adapter_config: Path, base_name: str) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object file's content; {} when absent."""
-    if not path.is_file():
-        return {}
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(content, dict):
-        raise ModelError(f"{path} must hold a JSON object")
-    return content
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _write(path: Path, text: str) -> None:
