@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint postgres clean
+.PHONY: install demo test lint postgres chromium clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ demo: install
 postgres:
 	bash scripts/ensure-postgres.sh
 
-test: install postgres
+# Chromium for the dashboard's browser tests (Debian package chromium; skipped where apt is absent).
+chromium:
+	bash scripts/ensure-chromium.sh
+
+test: install postgres chromium
 	$(PY) -m pytest -q
 
 lint: install

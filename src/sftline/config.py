@@ -28,6 +28,7 @@ from sftline.data.versions import NAME_PATTERN
 from sftline.errors import ConfigError, ProjectNotFound
 from sftline.evals.settings import EvalStationSettings, yaml_on
 from sftline.gates.settings import CheckSettings
+from sftline.monitoring.settings import MonitoringConfig
 from sftline.safe_yaml import load_yaml
 from sftline.train.config import TrainConfig
 
@@ -266,6 +267,8 @@ class ProjectConfig(_Strict):
     release: ReleaseConfig = ReleaseConfig()
     line: LineConfig | None = None
     """The stations `sftline run` runs (see LineConfig)."""
+    monitoring: MonitoringConfig = MonitoringConfig()
+    """SLOs, drift, the review queue, cost, retraining triggers and alerts (`sftline monitor`)."""
 
     @field_validator("model_name", "base_model")
     @classmethod

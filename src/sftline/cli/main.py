@@ -27,9 +27,11 @@ from sftline.cli import keys as keys_cli
 from sftline.cli import line as line_cli
 from sftline.cli import maintenance as maintenance_cli
 from sftline.cli import models as models_cli
+from sftline.cli import monitor as monitor_cli
 from sftline.cli import output
 from sftline.cli import serve as serve_cli
 from sftline.cli import train as train_cli
+from sftline.cli import ui as ui_cli
 from sftline.cli.context import state
 from sftline.cli.output import console, err_console, print_json
 from sftline.errors import SftlineError
@@ -51,6 +53,8 @@ train_cli.register(app)
 evals_cli.register(app)
 line_cli.register(app)
 serve_cli.register(app)
+monitor_cli.register(app)
+ui_cli.register(app)
 maintenance_cli.register(app, data_cli.app)
 
 

@@ -183,14 +183,30 @@ def apply_length_policy(
     return kept, {"kept": len(kept), "dropped": dropped, "truncated": truncated}
 
 
+def mask_spans(tokenizer: PreTrainedTokenizerBase, rendered: RenderedExample) -> list[tuple[bool, str]]:
+    """The rendered example as (trained, text) runs in order: what `--show-masks` colours and the
+    dashboard marks up."""
+    return [
+        (
+            is_trained,
+            cast(
+                str,
+                tokenizer.decode(
+                    rendered.input_ids[start:end],
+                    skip_special_tokens=False,
+                    clean_up_tokenization_spaces=False,
+                ),
+            ),
+        )
+        for is_trained, start, end in _runs(rendered.labels)
+    ]
+
+
 def format_masks(tokenizer: PreTrainedTokenizerBase, rendered: RenderedExample) -> Text:
     """The rendered example with trained spans in bold green and the prompt dimmed."""
     text = Text()
-    for is_trained, start, end in _runs(rendered.labels):
-        piece = tokenizer.decode(
-            rendered.input_ids[start:end], skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
-        text.append(cast(str, piece), style=TRAINED_STYLE if is_trained else PROMPT_STYLE)
+    for is_trained, piece in mask_spans(tokenizer, rendered):
+        text.append(piece, style=TRAINED_STYLE if is_trained else PROMPT_STYLE)
     return text
 
 

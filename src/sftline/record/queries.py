@@ -20,6 +20,7 @@ from sftline.data.versions import MIN_HASH_PREFIX, VERSION_NUMBER, check_dataset
 from sftline.errors import DatasetNotFound, ModelError, TrainingError
 from sftline.record import leases
 from sftline.record.schema import (
+    Alert,
     ApiKey,
     Artifact,
     Base,
@@ -29,14 +30,17 @@ from sftline.record.schema import (
     Erasure,
     EvalOutput,
     Evaluation,
+    Feedback,
     FrozenGold,
     GateReport,
     ImportRun,
     LineageEdge,
     Mixture,
     ModelVersion,
+    MonitorReport,
     Prediction,
     RegisteredModel,
+    ReviewItem,
     Run,
     RunMetric,
     ServingMinute,
@@ -812,6 +816,157 @@ def serving_minutes(
     return list(session.scalars(query.order_by(*order)))
 
 
+# --- monitoring: feedback, the review queue, alerts, reports ------------------------------------
+
+
+def served_predictions(session: Session, request_ids: Iterable[str]) -> dict[str, Prediction]:
+    """The logged answer each request id got (its shadow copies left out), by request id."""
+    ids = sorted(set(request_ids))
+    found: dict[str, Prediction] = {}
+    for start in range(0, len(ids), 500):
+        query = (
+            select(Prediction)
+            .where(Prediction.request_id.in_(ids[start : start + 500]), Prediction.route != "shadow")
+            .order_by(Prediction.id)
+        )
+        for row in session.scalars(query):
+            found.setdefault(row.request_id, row)
+    return found
+
+
+def add_feedback(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Feedback), [{**row, "at": _utc(row["at"])} for row in rows])
+
+
+def feedback(
+    session: Session, *, model_name: str | None = None, since: datetime | None = None
+) -> list[Feedback]:
+    """The newest label of each request (a request labelled again counts once), oldest first."""
+    newest = select(func.max(Feedback.id)).group_by(Feedback.request_id)
+    query = select(Feedback).where(Feedback.id.in_(newest)).order_by(Feedback.at, Feedback.id)
+    if model_name is not None:
+        query = query.where(Feedback.model_name == model_name)
+    if since is not None:
+        query = query.where(Feedback.at >= _utc(since))
+    return list(session.scalars(query))
+
+
+def add_review_items(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Queue the requests not queued yet (one item per request id); how many were new."""
+    if not rows:
+        return 0
+    queued = set(
+        session.scalars(
+            select(ReviewItem.request_id).where(ReviewItem.request_id.in_([r["request_id"] for r in rows]))
+        )
+    )
+    new = [row for row in rows if row["request_id"] not in queued]
+    for row in new:
+        session.execute(_insert_unless_present(session, ReviewItem).values(**row))
+    return len(new)
+
+
+def review_items(
+    session: Session,
+    *,
+    status: str | None = None,
+    model_name: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ReviewItem]:
+    """Items of the review queue, oldest first."""
+    query = select(ReviewItem).order_by(ReviewItem.id)
+    if status is not None:
+        query = query.where(ReviewItem.status == status)
+    if model_name is not None:
+        query = query.where(ReviewItem.model_name == model_name)
+    query = query.offset(offset)
+    return list(session.scalars(query.limit(limit) if limit is not None else query))
+
+
+def review_counts(session: Session, *, model_name: str | None = None) -> dict[str, int]:
+    """status -> items."""
+    query = select(ReviewItem.status, func.count()).group_by(ReviewItem.status)
+    if model_name is not None:
+        query = query.where(ReviewItem.model_name == model_name)
+    return {status: int(n) for status, n in session.execute(query)}
+
+
+def review_items_by_request(session: Session, request_ids: Iterable[str]) -> dict[str, ReviewItem]:
+    ids = sorted(set(request_ids))
+    found: dict[str, ReviewItem] = {}
+    for start in range(0, len(ids), 500):
+        for row in session.scalars(
+            select(ReviewItem).where(ReviewItem.request_id.in_(ids[start : start + 500]))
+        ):
+            found[row.request_id] = row
+    return found
+
+
+def queued_since(session: Session, since: datetime, *, model_name: str | None = None) -> int:
+    """Review items made from requests served at or after `since`."""
+    query = select(func.count()).select_from(ReviewItem).where(ReviewItem.served_at >= _utc(since))
+    if model_name is not None:
+        query = query.where(ReviewItem.model_name == model_name)
+    return int(session.scalar(query) or 0)
+
+
+def logged_since(session: Session, since: datetime, *, model_name: str | None = None) -> int:
+    """Logged (sampled) answered predictions at or after `since`, shadows left out."""
+    query = (
+        select(func.count())
+        .select_from(Prediction)
+        .where(Prediction.at >= _utc(since), Prediction.route != "shadow", Prediction.status_code == 200)
+    )
+    if model_name is not None:
+        query = query.where(Prediction.model_name == model_name)
+    return int(session.scalar(query) or 0)
+
+
+def alerts(
+    session: Session,
+    *,
+    model_name: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int | None = None,
+) -> list[Alert]:
+    """Alerts, newest first."""
+    query = select(Alert).order_by(Alert.fired_at.desc(), Alert.id.desc())
+    if model_name is not None:
+        query = query.where(Alert.model_name == model_name)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    if kind is not None:
+        query = query.where(Alert.kind == kind)
+    return list(session.scalars(query.limit(limit) if limit is not None else query))
+
+
+def add_alert(session: Session, **fields: Any) -> Alert:
+    alert = Alert(**fields)
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def add_monitor_report(session: Session, **fields: Any) -> MonitorReport:
+    report = MonitorReport(**fields)
+    session.add(report)
+    session.flush()
+    return report
+
+
+def monitor_reports(
+    session: Session, *, model_name: str | None = None, limit: int | None = None
+) -> list[MonitorReport]:
+    """Monitoring reports, newest first."""
+    query = select(MonitorReport).order_by(MonitorReport.at.desc(), MonitorReport.id.desc())
+    if model_name is not None:
+        query = query.where(MonitorReport.model_name == model_name)
+    return list(session.scalars(query.limit(limit) if limit is not None else query))
+
+
 def _upsert_adding(session: Session, values: dict[str, Any]) -> Any:
     """INSERT `values` into serving_minutes; on the same key, add the `SERVING_SUMS` to the row's."""
     statement = _dialect_insert(session, ServingMinute).values(**values)
@@ -840,3 +995,161 @@ def _utc(moment: datetime) -> datetime:
     """`moment` in UTC; a naive one is taken as UTC already. SQLite stores a datetime's wall time
     without its zone, so every moment the record compares is written in one zone."""
     return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# --- the dashboard ---
+# `sftline ui` reads the record page by page: every list is a page of a fixed size with its total
+# counted in SQL, and serving aggregates are summed in SQL, so a page costs the same on a record of
+# 1,000 runs and 100,000 predictions as on a small one.
+
+
+def latest_station_runs(session: Session) -> list[StationRun]:
+    """The newest run of each station (the line's last status per station), by station name."""
+    newest = select(func.max(StationRun.id)).group_by(StationRun.station).scalar_subquery()
+    query = select(StationRun).where(StationRun.id.in_(newest)).order_by(StationRun.station)
+    return list(session.scalars(query))
+
+
+def station_runs_page(session: Session, *, offset: int, limit: int) -> tuple[list[StationRun], int]:
+    """Station runs newest first, one page of them, and how many there are."""
+    total = session.scalar(select(func.count(StationRun.id))) or 0
+    rows = session.scalars(select(StationRun).order_by(StationRun.id.desc()).offset(offset).limit(limit))
+    return list(rows), int(total)
+
+
+def dataset_summaries(session: Session) -> list[tuple[Dataset, int, int, int]]:
+    """(dataset, versions, head number, head's examples) of every dataset, by name, in two queries."""
+    counts = session.execute(
+        select(
+            DatasetVersion.dataset_id, func.count(DatasetVersion.id), func.max(DatasetVersion.number)
+        ).group_by(DatasetVersion.dataset_id)
+    ).all()
+    heads = {dataset_id: (n, number) for dataset_id, n, number in counts}
+    sizes = dict(
+        session.execute(
+            select(DatasetVersion.dataset_id, DatasetVersion.n_examples).where(
+                DatasetVersion.id.in_(
+                    select(func.max(DatasetVersion.id)).group_by(DatasetVersion.dataset_id).scalar_subquery()
+                )
+            )
+        ).all()
+    )
+    return [
+        (d, heads.get(d.id, (0, 0))[0], heads.get(d.id, (0, 0))[1], sizes.get(d.id, 0))
+        for d in datasets(session)
+    ]
+
+
+def gate_report_by_id(session: Session, report_id: int) -> GateReport | None:
+    return session.get(GateReport, report_id)
+
+
+def splits_page(session: Session, *, limit: int) -> list[Split]:
+    return list(session.scalars(select(Split).order_by(Split.id.desc()).limit(limit)))
+
+
+def mixtures_page(session: Session, *, limit: int) -> list[Mixture]:
+    return list(session.scalars(select(Mixture).order_by(Mixture.id.desc()).limit(limit)))
+
+
+def version_refs(session: Session, version_ids: Iterable[int]) -> dict[int, str]:
+    """`NAME@vN` of each dataset version id, in one query."""
+    wanted = sorted(set(version_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(DatasetVersion.id, Dataset.name, DatasetVersion.number)
+        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .where(DatasetVersion.id.in_(wanted))
+    )
+    return {version_id: f"{name}@v{number}" for version_id, name, number in rows}
+
+
+def runs_page(session: Session, *, offset: int, limit: int) -> tuple[list[Run], int]:
+    """Training runs newest first, one page, and how many there are."""
+    total = session.scalar(select(func.count(Run.id))) or 0
+    return list(session.scalars(select(Run).order_by(Run.id.desc()).offset(offset).limit(limit))), int(total)
+
+
+def evaluations_page(session: Session, *, offset: int, limit: int) -> tuple[list[Evaluation], int]:
+    """Evaluations newest first, one page, and how many there are."""
+    total = session.scalar(select(func.count(Evaluation.id))) or 0
+    query = select(Evaluation).order_by(Evaluation.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(query)), int(total)
+
+
+def evaluations_of_version(session: Session, version_id: int, *, limit: int) -> list[Evaluation]:
+    """The newest evaluations on one dataset version (the ones another can be compared with)."""
+    query = select(Evaluation).where(Evaluation.dataset_version_id == version_id)
+    return list(session.scalars(query.order_by(Evaluation.id.desc()).limit(limit)))
+
+
+def all_model_versions(session: Session) -> list[ModelVersion]:
+    """Every registered version of every name, by name and number, in one query."""
+    query = select(ModelVersion).join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
+    return list(session.scalars(query.order_by(RegisteredModel.name, ModelVersion.number)))
+
+
+def serving_totals_by_minute(session: Session, *, since: datetime) -> list[Any]:
+    """Rows (minute, route, requests, latency_sum_ms, contract_invalid, abstentions, errors) per
+    minute and route from the minute holding `since` on, summed over versions in SQL."""
+    query = (
+        select(
+            ServingMinute.minute,
+            ServingMinute.route,
+            func.sum(ServingMinute.requests).label("requests"),
+            func.sum(ServingMinute.latency_sum_ms).label("latency_sum_ms"),
+            func.sum(ServingMinute.contract_invalid).label("contract_invalid"),
+            func.sum(ServingMinute.abstentions).label("abstentions"),
+        )
+        .where(ServingMinute.minute >= _minute_start(since))
+        .group_by(ServingMinute.minute, ServingMinute.route)
+        .order_by(ServingMinute.minute, ServingMinute.route)
+    )
+    return list(session.execute(query))
+
+
+def serving_totals_by_version(session: Session, *, since: datetime) -> list[Any]:
+    """Rows (model_name, model_version, route, requests, latency_sum_ms, contract_invalid,
+    abstentions, output_tokens) over the window, summed in SQL."""
+    query = (
+        select(
+            ServingMinute.model_name,
+            ServingMinute.model_version,
+            ServingMinute.route,
+            func.sum(ServingMinute.requests).label("requests"),
+            func.sum(ServingMinute.latency_sum_ms).label("latency_sum_ms"),
+            func.sum(ServingMinute.contract_invalid).label("contract_invalid"),
+            func.sum(ServingMinute.abstentions).label("abstentions"),
+            func.sum(ServingMinute.output_tokens).label("output_tokens"),
+        )
+        .where(ServingMinute.minute >= _minute_start(since))
+        .group_by(ServingMinute.model_name, ServingMinute.model_version, ServingMinute.route)
+        .order_by(ServingMinute.model_name, ServingMinute.route, ServingMinute.model_version)
+    )
+    return list(session.execute(query))
+
+
+def serving_histograms(session: Session, *, since: datetime) -> list[Any]:
+    """(minute, model_version, route, status_counts, latency_buckets) of the window's rows: JSON
+    columns, added up by the caller (at most one row per minute, version and route)."""
+    query = select(
+        ServingMinute.minute,
+        ServingMinute.model_version,
+        ServingMinute.route,
+        ServingMinute.status_counts,
+        ServingMinute.latency_buckets,
+    ).where(ServingMinute.minute >= _minute_start(since))
+    return list(session.execute(query.order_by(ServingMinute.minute)))
+
+
+def latest_serving_minute(session: Session) -> datetime | None:
+    """The newest minute anything was served (the serving page's window ends there)."""
+    return session.scalar(select(func.max(ServingMinute.minute)))
+
+
+def predictions_page(session: Session, *, offset: int, limit: int) -> tuple[list[Prediction], int]:
+    """Logged predictions newest first, one page, and how many there are."""
+    total = session.scalar(select(func.count(Prediction.id))) or 0
+    query = select(Prediction).order_by(Prediction.at.desc(), Prediction.id.desc())
+    return list(session.scalars(query.offset(offset).limit(limit))), int(total)

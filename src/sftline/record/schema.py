@@ -539,3 +539,89 @@ class ServingMinute(Base):
     abstentions: Mapped[int] = mapped_column(Integer)
     busy_seconds: Mapped[float] = mapped_column(Float)
     """Seconds the model spent generating for these requests (for utilisation)."""
+
+
+class Feedback(Base):
+    """A correct answer for a logged prediction, joined by its request id: from `sftline feedback
+    import` (source `feedback`) or a reviewer's label (`review`). A request labelled again keeps
+    every row; the newest counts."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    """The version that answered the request (from the prediction log)."""
+    label: Mapped[str] = mapped_column(Text)
+    """The correct answer: a label, or the text the model should have said."""
+    source: Mapped[str] = mapped_column(String(20))
+    """feedback or review."""
+    actor: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str] = mapped_column(String(1000))
+    """Where the label came from: `FILE:LINE`."""
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ReviewItem(Base):
+    """A logged prediction a person should look at: low confidence, an abstention, an answer that
+    breaks the contract, or the random audit sample. One item per request."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("request_id", name="uq_review_items_request"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(40))
+    """low_confidence, abstained, contract_invalid or audit."""
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    """open, exported (sent to reviewers) or labelled."""
+    prompt: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Alert(Base):
+    """Something monitoring found: an SLO burning its budget, drift, a retraining trigger. An alert
+    stays `firing` (its `last_seen_at` moving) while the condition holds, and is `resolved` once it
+    does not; a retraining trigger is `handled` by the retrain that acted on it."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    """slo_burn, drift or retrain_trigger."""
+    name: Mapped[str] = mapped_column(String(200))
+    """What fired, e.g. `availability:page` or `drift:embedding`; one firing alert per name."""
+    severity: Mapped[str] = mapped_column(String(20))
+    """page, ticket or info."""
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    """firing, resolved or handled."""
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivery: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The webhook's answer: {"url", "status" or "error", "at"}; {} when no webhook is set."""
+
+
+class MonitorReport(Base):
+    """One `sftline monitor` pass: its whole report as an object, its headline numbers inline."""
+
+    __tablename__ = "monitor_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    window_s: Mapped[float] = mapped_column(Float)
+    report_object: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -220,7 +220,7 @@ def _worst(worst: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[dict[
     ]
 
 
-def _section(section: dict[str, Any]) -> dict[str, Any]:
+def section_view(section: dict[str, Any]) -> dict[str, Any]:
     """What the template shows of one section: its text formatted, its charts drawn.
 
     The reference is the baseline when there is one; `sftline eval` without --baseline compares
@@ -266,5 +266,5 @@ def render_eval_report(report: dict[str, Any]) -> str:
     environment = Environment(autoescape=select_autoescape(default=True))
     environment.filters["plain"] = lambda value: DASH if isinstance(value, Undefined) else _plain(value)
     return environment.from_string(TEMPLATE).render(
-        r=report, sections=[_section(s) for s in report["sections"]], headline=HEADLINE
+        r=report, sections=[section_view(s) for s in report["sections"]], headline=HEADLINE
     )

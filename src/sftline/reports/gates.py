@@ -61,8 +61,10 @@ percentiles {% for k, v in lengths.total_tokens.percentiles.items() %}{{ k }} {{
 </body></html>"""
 
 
-def render_gate_report(report: dict[str, Any]) -> str:
-    environment = Environment(autoescape=select_autoescape(default=True))
+def gate_report_charts(report: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a gate report the page draws or picks out: the reasons' bar chart, the length
+    histogram, a bar chart per balance table, and each gate's section (`sftline ui` shows the same
+    pieces inside its own pages)."""
     gates = report.get("gates", {})
     reasons = [
         (f"{gate}/{reason}", float(c["blocked"] + c["warned"] + c["redacted"]))
@@ -80,14 +82,18 @@ def render_gate_report(report: dict[str, Any]) -> str:
     if balance:
         for table, counts in balance["tables"].items():
             balance_charts.append((table, bar_chart([(k, float(v)) for k, v in counts.items()])))
-    return environment.from_string(TEMPLATE).render(
-        r=report,
-        reasons_chart=bar_chart(sorted(reasons, key=lambda x: -x[1])),
-        lengths=lengths,
-        length_chart=length_chart,
-        near=gates.get("near_duplicates"),
-        contamination=gates.get("contamination"),
-        balance=balance,
-        balance_charts=balance_charts,
-        format_why=gates.get("format", {}).get("why") if gates.get("format", {}).get("inferred") else None,
-    )
+    return {
+        "reasons_chart": bar_chart(sorted(reasons, key=lambda x: -x[1])),
+        "lengths": lengths,
+        "length_chart": length_chart,
+        "near": gates.get("near_duplicates"),
+        "contamination": gates.get("contamination"),
+        "balance": balance,
+        "balance_charts": balance_charts,
+        "format_why": gates.get("format", {}).get("why") if gates.get("format", {}).get("inferred") else None,
+    }
+
+
+def render_gate_report(report: dict[str, Any]) -> str:
+    environment = Environment(autoescape=select_autoescape(default=True))
+    return environment.from_string(TEMPLATE).render(r=report, **gate_report_charts(report))

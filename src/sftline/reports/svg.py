@@ -232,3 +232,76 @@ def reliability_diagram(bins: Sequence[Mapping[str, Any]]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 24}" height="{bottom + 52}" '
         f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
     )
+
+
+SERIES_COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    x_label: str = "",
+    y_label: str = "",
+    x_ticks: Sequence[tuple[float, str]] = (),
+) -> str:
+    """Lines of (x, y) points, one colour per series with a legend: loss per step, requests per
+    minute. Every point is a circle with its value as a tooltip; the y axis starts at zero unless a
+    value is negative. `x_ticks` are (x, label) pairs under the axis (times, say); without them the
+    ends of the x range are written."""
+    drawn = {name: [(float(x), float(y)) for x, y in points] for name, points in series.items() if points}
+    if not drawn:
+        return "<p><em>no data</em></p>"
+    left, top, width, height = 56, 10 + 14 * len(drawn), 520, 180  # px: plot area and its offset
+    bottom = top + height
+    xs = [x for points in drawn.values() for x, _ in points]
+    ys = [y for points in drawn.values() for _, y in points]
+    x_low, x_high = min(xs), max(xs)
+    y_low, y_high = min(0.0, min(ys)), max(ys)
+    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + width * (x - x_low) / x_span, bottom - height * (y - y_low) / y_span
+
+    parts = []
+    for tick in (0.0, 0.5, 1.0):
+        value = y_low + y_span * tick
+        y = bottom - height * tick
+        parts.append(
+            f'<line x1="{left}" x2="{left + width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#777">{value:,.4g}</text>'
+        )
+    ticks = list(x_ticks) or [(x_low, f"{x_low:,.4g}"), (x_high, f"{x_high:,.4g}")]
+    for x_value, label in ticks:
+        x, _ = at(float(x_value), y_low)
+        parts.append(
+            f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" fill="#777">{escape(label)}</text>'
+        )
+    for index, (name, points) in enumerate(drawn.items()):
+        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+        placed = [at(x, y) for x, y in points]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{px:.1f} {py:.1f}" for i, (px, py) in enumerate(placed))
+        parts.append(f'<path class="series" d="{path}" stroke="{colour}" fill="none" stroke-width="1.5"/>')
+        parts.extend(
+            f'<circle class="point" cx="{px:.1f}" cy="{py:.1f}" r="2" fill="{colour}">'
+            f"<title>{escape(name)} at {x:,.6g}: {y:,.6g}</title></circle>"
+            for (px, py), (x, y) in zip(placed, points, strict=True)
+        )
+        legend_y = 12 + 14 * index
+        parts.append(
+            f'<rect x="{left}" y="{legend_y - 8}" width="10" height="3" fill="{colour}"/>'
+            f'<text x="{left + 14}" y="{legend_y}">{escape(name)}</text>'
+        )
+    if x_label:
+        parts.append(
+            f'<text x="{left + width / 2}" y="{bottom + 30}" text-anchor="middle" fill="#777">'
+            f"{escape(x_label)}</text>"
+        )
+    if y_label:
+        parts.append(
+            f'<text transform="translate(10 {top + height / 2}) rotate(-90)" text-anchor="middle" '
+            f'fill="#777">{escape(y_label)}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 24}" height="{bottom + 36}" '
+        f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>'
+    )

@@ -270,10 +270,12 @@ class Server:
         user_hash: str | None = None, extra: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """`account` for one classified text (`answer`: the engine's ClassifyAnswer)."""
+        # The ranked labels let monitoring score top-k accuracy once feedback names the right one.
+        ranked = {"top": [label for label, _ in answer.top[:5]]} if getattr(answer, "top", None) else {}
         self.account(
             target, endpoint, 200, started, request_id=request_id, prompt=text, output=answer.label,
             label=answer.label, confidence=answer.probability, abstained=answer.abstained,
-            contract_valid=self.valid(answer.label), user_hash=user_hash, extra=extra or {},
+            contract_valid=self.valid(answer.label), user_hash=user_hash, extra={**ranked, **(extra or {})},
         )  # fmt: skip
 
     def valid(self, answer: str) -> bool | None:

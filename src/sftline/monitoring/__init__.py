@@ -1,0 +1,1 @@
+"""Monitoring: SLIs and SLOs, drift, calibration, the review queue and retraining triggers."""

@@ -1,0 +1,1 @@
+"""`sftline ui`: the dashboard over the record (see `sftline.ui.app`)."""
