@@ -107,7 +107,10 @@ print("without the constraint: label compliance {:.1%}, accuracy {:.1%}".format(
 step "serving: the production version behind an OpenAI-compatible API (a few requests, then its metrics)"
 KEY=$("$SFTLINE" keys add demo --scope serve --json | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 PORT=${DEMO_PORT:-8765}
-"$SFTLINE" serve --port "$PORT" > serve.log 2>&1 &
+# Every request's text goes to the prediction log here (the default keeps a 10% sample), so the
+# monitoring steps below see all of the demo's traffic.
+printf 'log: {sample: 1.0, flush_s: 1}\n' > deployments.yaml
+"$SFTLINE" serve --port "$PORT" --deployments deployments.yaml > serve.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 "$PYTHON" -c '
@@ -133,8 +136,63 @@ for line in lines:
     if line.startswith(("sftline_requests_total{", "sftline_request_latency_seconds_count", "sftline_abstentions_total", "sftline_batch_size_count")):
         print("  " + line)
 PY
+
+step "monitoring, calm: 150 queries like the test split (in-scope intents and 18% out of scope), then sftline monitor"
+# Monitoring compares traffic with clinc150-train's inputs (the model trained on a reweighted mix
+# of it) and with the model's answers on the test split: see monitoring: in sftline.yaml.
+cat >> sftline.yaml <<'YAML'
+monitoring:
+  window: 1h
+  drift: {reference: clinc150-train, reference_on: [clinc150-test]}
+  cost: {price_per_hour: 0.5}
+YAML
+traffic() {  # traffic.py BATCH: sends the batch, appends request id -> intent to answers.jsonl
+  "$PYTHON" - "$PORT" "$KEY" "$CLINC/data_full.json" "$1" <<'PY'
+import json, random, sys
+from openai import OpenAI
+port, key, path, batch = sys.argv[1:5]
+data = json.load(open(path))
+rng = random.Random(3)
+in_scope, oos = rng.sample(data["val"], 600), list(data["oos_val"])
+rng.shuffle(oos)
+if batch == "calm":  # like the test split: 18% out of scope
+    rows = in_scope[:123] + oos[:27]
+else:  # shifted: out-of-scope queries and one domain's questions about travel
+    travel = [r for r in data["val"] if r[1] in ("book_flight", "book_hotel", "car_rental", "travel_suggestion", "exchange_rate")]
+    rows = oos[27:] + rng.sample(travel, 77)
+client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+with open("answers.jsonl", "a") as out:
+    for text, intent in rows:
+        raw = client.chat.completions.with_raw_response.create(model="clinc150-demo", messages=[{"role": "user", "content": text}])
+        out.write(json.dumps({"request_id": raw.headers["x-request-id"], "label": intent}) + "\n")
+print(f"{batch}: {len(rows)} requests answered")
+PY
+}
+traffic calm
+sleep 2  # the prediction log flushes every second
+"$SFTLINE" monitor
+
+step "monitoring, shifted: 150 queries, half out of scope and half about travel; sftline monitor over that batch alone"
+shifted_from=$(date -u +%Y-%m-%dT%H:%M:%S)
+traffic shifted
+sleep 2
+"$SFTLINE" monitor --since "$shifted_from" --html monitor.html
+
+step "feedback: correct intents for 100 served requests (and one that was never served), gated into clinc150-demo-feedback"
+# The true intents, as a labelling team would send them back (one request id nobody sent).
+( shuf -n 100 --random-source=<(yes) answers.jsonl; echo '{"request_id": "never-served", "label": "balance"}' ) > labels.jsonl
+"$SFTLINE" feedback import labels.jsonl
+"$SFTLINE" monitor --no-drift --json | "$PYTHON" -c '
+import json, sys
+r = json.load(sys.stdin); fb = r["slis"]["overall"]["feedback"]
+print("feedback on {} served answers: accuracy {:.1%} ({:.1%}-{:.1%}), macro-F1 {:.1%}, ECE {:.1%}".format(
+    fb["labelled"], fb["accuracy"]["value"], fb["accuracy"]["low"], fb["accuracy"]["high"], fb["macro_f1"]["value"], fb["ece"]["value"]))
+print("alerts firing:", ", ".join(a["name"] for a in r["alerts"]["firing"]) or "none")'
+"$SFTLINE" review list --limit 5
 kill -TERM $SERVER; wait $SERVER 2>/dev/null || true
 trap - EXIT
+echo "to retrain on the feedback: add clinc150-demo-feedback to line.mix.from, then \`$SFTLINE retrain --if-triggered\`"
+echo "the dashboard: $SFTLINE -C $(pwd) ui --port 8080, then open http://127.0.0.1:8080/ (sign in with a key from \`$SFTLINE keys add NAME --scope admin\` to promote, roll back or label)"
 
-printf '\nreports in %s: gates.html, release.html, eval-smollm2.html\n' "$(pwd)"
+printf '\nreports in %s: gates.html, release.html, eval-smollm2.html, monitor.html\n' "$(pwd)"
 printf 'the demo took %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,13 @@ def monitor_command(
     window: Annotated[
         str | None, typer.Option(help="How far back to look: 90m, 24h, 7d (default: monitoring.window).")
     ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"],
+            help="Look from this moment on instead of a window (ISO time; UTC unless it says).",
+        ),
+    ] = None,
     html: Annotated[
         Path | None, typer.Option(help="Also write the report as an HTML page with plots.")
     ] = None,
@@ -65,7 +73,7 @@ def monitor_command(
         while True:
             say = None if json_output else (lambda line: err_console.print(f"[dim]{escape(line)}[/]"))
             outcome = run_monitor(
-                workspace, model_name=model, window=window, drift=not no_drift, progress=say
+                workspace, model_name=model, window=window, since=since, drift=not no_drift, progress=say
             )
             if html is not None:
                 from sftline.reports.monitor import render_monitor_report

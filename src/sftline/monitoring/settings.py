@@ -107,6 +107,14 @@ class DriftSettings(_Settings):
     reference_max: int = Field(default=2000, ge=50)
     """Training examples read as the reference (a seeded sample of larger sets)."""
     seed: int = 0
+    reference: str | None = None
+    """A dataset (NAME or NAME@vN) whose inputs stand for the traffic to expect; default: the
+    serving model's training data. Name one when training reweighted its data (a mixture), so a
+    traffic mix like the source's is not reported as drift."""
+    reference_on: list[str] = []
+    """Datasets whose evaluations of the serving model are the reference for predicted labels,
+    confidence and calibration; []: every dataset it was evaluated on (a targeted holdout among
+    them skews the label mix)."""
 
 
 class ReviewSettings(_Settings):

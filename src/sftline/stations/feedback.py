@@ -104,16 +104,38 @@ def import_labels(
     feedback dataset's next version and check it. Rows that name no logged request, or give a
     label outside the label set, are rejected with their file and line; the counts add up."""
     name = model_name or workspace.project.config.effective_model_name
-    actor = actor or current_actor()
     labels = read_labels(path, labels=known_labels(workspace, name))
-    rejected = list(labels.rejected)
+    return record_labels(
+        workspace, str(path), labels.accepted, labels.rejected, source=source, model_name=name,
+        actor=actor, build=build, progress=progress,
+    )  # fmt: skip
+
+
+def record_labels(
+    workspace: Workspace,
+    origin: str,
+    given: list[LabelRow],
+    rejected: list[Rejected],
+    *,
+    source: str,
+    model_name: str | None = None,
+    actor: str | None = None,
+    build: bool = True,
+    progress: Progress | None = None,
+) -> LabelImport:
+    """`import_labels` for rows already read (a file's, or the dashboard's review form): each is
+    joined with its logged prediction or rejected; with `build`, the feedback dataset follows."""
+    name = model_name or workspace.project.config.effective_model_name
+    actor = actor or current_actor()
+    read = len(given) + len(rejected)
+    rejected = list(rejected)
     accepted: list[LabelRow] = []
     reviewed = 0
     now = datetime.now(timezone.utc)
     with workspace.record.session() as session:
-        served = queries.served_predictions(session, [row.request_id for row in labels.accepted])
+        served = queries.served_predictions(session, [row.request_id for row in given])
         rows = []
-        for row in labels.accepted:
+        for row in given:
             prediction = served.get(row.request_id)
             if prediction is None:
                 rejected.append(
@@ -158,7 +180,7 @@ def import_labels(
                     item.status, item.label = "labelled", row.label
                     item.reviewer, item.labelled_at = row.reviewer or actor, now
                     reviewed += 1
-    outcome = LabelImport(str(path), source, labels.read, len(accepted), rejected, reviewed=reviewed)
+    outcome = LabelImport(origin, source, read, len(accepted), rejected, reviewed=reviewed)
     if build and accepted:
         outcome.dataset = build_feedback_dataset(workspace, name, progress=progress)
     return outcome

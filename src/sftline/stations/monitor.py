@@ -123,10 +123,11 @@ def _tokenizer(workspace: Workspace) -> Any:
 
 
 def _reference_inputs(workspace: Workspace, serving: Serving, cfg: MonitoringConfig) -> list[str]:
-    if serving.trained_on is None:
+    ref = cfg.drift.reference or serving.trained_on
+    if ref is None:
         return []
     with workspace.record.session() as session:
-        version = queries.resolve(session, serving.trained_on)
+        version = queries.resolve(session, ref)
     texts = [served_input(e) for e in load_examples(workspace, version)]
     texts = [t for t in texts if t.strip()]
     if len(texts) > cfg.drift.reference_max:
@@ -134,13 +135,19 @@ def _reference_inputs(workspace: Workspace, serving: Serving, cfg: MonitoringCon
     return texts
 
 
-def _reference_answers(session: Session, model_hash: str | None) -> list[tuple[str, str, float | None]]:
-    """(output, target, confidence) of the serving model on the data it was evaluated on: how it
-    answers data like its training data, the reference for labels, confidence and calibration."""
+def _reference_answers(
+    session: Session, model_hash: str | None, datasets: Sequence[str] = ()
+) -> list[tuple[str, str, float | None]]:
+    """(output, target, confidence) of the serving model on the data it was evaluated on (the
+    newest evaluation per dataset version; only `datasets` when given): how it answers data like
+    its training data, the reference for labels, confidence and calibration."""
     if model_hash is None:
         return []
+    wanted = {queries.resolve(session, ref).dataset_id for ref in datasets}
     newest: dict[int, Any] = {}
     for evaluation in queries.evaluations_of_model(session, model_hash):
+        if wanted and evaluation.dataset_version.dataset_id not in wanted:
+            continue
         newest.setdefault(evaluation.dataset_version_id, evaluation)
     rows = []
     for evaluation in newest.values():
@@ -165,10 +172,10 @@ def drift_checks(
     settings = cfg.drift
     current = [p.prompt for p in predictions if p.prompt.strip()]
     say = progress or (lambda _: None)
-    say(f"drift: reading the reference ({serving.trained_on or 'no training data'})")
+    say(f"drift: reading the reference ({settings.reference or serving.trained_on or 'no training data'})")
     reference = _reference_inputs(workspace, serving, cfg)
     with workspace.record.session() as session:
-        answers = _reference_answers(session, serving.model_hash)
+        answers = _reference_answers(session, serving.model_hash, settings.reference_on)
     planned = []
     if reference:
         planned += ["input_length", "input_tokens", "embedding"]
@@ -250,7 +257,12 @@ def drift_checks(
         "false_alarm_rate": settings.false_alarm_rate,
         "alpha_per_test": alpha,
         "tests_planned": planned,
-        "reference": {"inputs": len(reference), "answers": len(answers), "trained_on": serving.trained_on},
+        "reference": {
+            "inputs": len(reference),
+            "inputs_from": settings.reference or serving.trained_on,
+            "answers": len(answers),
+            "answers_from": settings.reference_on or "every evaluation of the serving model",
+        },
         "current": {"inputs": len(current), "labelled": len(labelled)},
         "tests": [r.to_dict() for r in results],
         "drifted": [r.name for r in ran if r.drifted],
@@ -524,15 +536,23 @@ def run_monitor(
     model_name: str | None = None,
     window: str | None = None,
     now: datetime | None = None,
+    since: datetime | None = None,
     drift: bool = True,
     progress: Progress | None = None,
 ) -> Pass:
-    """One monitoring pass (see the module docstring); `now` for drills and tests."""
+    """One monitoring pass (see the module docstring) over `window` (or from `since`) up to
+    `now` (drills and tests pass one; default the moment the pass starts)."""
     cfg = workspace.project.config.monitoring
     name = model_name or workspace.project.config.effective_model_name
-    window_s = parse_duration(window or cfg.window)
     now = utc(now or datetime.now(timezone.utc))
-    since = now - timedelta(seconds=window_s)
+    if since is not None:
+        since = utc(since)
+        if since >= now:
+            raise MonitorError(f"--since {since.isoformat()} is not before now ({now.isoformat()})")
+        window_s = (now - since).total_seconds()
+    else:
+        window_s = parse_duration(window or cfg.window)
+        since = now - timedelta(seconds=window_s)
     longest = max((parse_duration(r.long) * cfg.window_scale for r in cfg.burn_rules), default=0.0)
     say = progress or (lambda _: None)
     say(f"reading {name}'s serving record since {since:%Y-%m-%d %H:%M} UTC")
