@@ -140,12 +140,10 @@ PY
 step "monitoring, calm: 150 queries like the test split (in-scope intents and 18% out of scope), then sftline monitor"
 # Monitoring compares traffic with clinc150-train's inputs (the model trained on a reweighted mix
 # of it) and with the model's answers on the test split: see monitoring: in sftline.yaml.
-cat >> sftline.yaml <<'YAML'
-monitoring:
-  window: 1h
-  drift: {reference: clinc150-train, reference_on: [clinc150-test]}
-  cost: {price_per_hour: 0.5}
-YAML
+sed -i -e 's/^  window: 24h$/  window: 1h/' \
+  -e 's/reference: null, reference_on: \[\]/reference: clinc150-train, reference_on: [clinc150-test]/' \
+  -e 's/price_per_hour: 0.0,/price_per_hour: 0.5,/' sftline.yaml
+sed -n '/^monitoring:/,$p' sftline.yaml
 traffic() {  # traffic.py BATCH: sends the batch, appends request id -> intent to answers.jsonl
   "$PYTHON" - "$PORT" "$KEY" "$CLINC/data_full.json" "$1" <<'PY'
 import json, random, sys
