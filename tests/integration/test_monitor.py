@@ -127,6 +127,9 @@ def test_an_error_spike_pages_once_tells_the_webhook_and_resolves(
     assert [b["firing"] for b in slo["burn"]] == [True, False, False]
     overall = first.report["slis"]["overall"]
     assert overall["errors"] == 200 and overall["cost_per_1k_requests"] > 0
+    # The record keeps the receiver's host, never its URL (a chat webhook's URL is its secret).
+    assert first.fired[0]["delivery"]["to"] == receiver.url.removesuffix("/hook")
+    assert first.fired[0]["delivery"]["status"] == 202
     assert [(m["event"], m["name"], m["_auth"]) for m in receiver.received] == [
         ("firing", "availability:page:1h/5m", "Bearer s3cret")
     ]
@@ -376,4 +379,89 @@ def test_false_alarms_over_repeated_in_domain_samples_stay_within_the_level(
 
     above = binomtest(alarms, repeats, level, alternative="greater").pvalue
     assert above > 0.01, f"{alarms} of {repeats} samples like the training data raised an alarm: {fired}"
+    workspace.close()
+
+
+def log_predictions(workspace: Workspace, n: int, at: datetime) -> list[str]:
+    rows = [
+        {
+            "request_id": f"req-{i}",
+            "at": at,
+            "model_name": "support",
+            "model_version": "support@1",
+            "route": "production",
+            "endpoint": "chat",
+            "prompt": f"question {i}",
+            "output": "balance",
+            "label": None,
+            "confidence": 0.9,
+            "abstained": False,
+            "contract_valid": True,
+            "latency_ms": 20.0,
+            "prompt_tokens": 3,
+            "output_tokens": 1,
+            "status_code": 200,
+            "user_hash": None,
+            "extra": {},
+        }
+        for i in range(n)
+    ]
+    with workspace.record.session() as session:
+        queries.add_predictions(session, rows)
+    return [r["request_id"] for r in rows]
+
+
+def test_the_review_queue_is_exported_once_and_kept_when_the_file_fails(project_dir: Path) -> None:
+    configure(project_dir, {"model_name": "support", "monitoring": {"review": {"audit_share": 1.0}}})
+    workspace = Workspace.find(project_dir)
+    now = datetime.now(timezone.utc)
+    log_predictions(workspace, 12, now - timedelta(minutes=1))
+    from sftline.stations.monitor import run_monitor
+    from sftline.stations.review import export_items, list_items
+
+    assert run_monitor(workspace, window="1h", now=now, drift=False).report["review"]["added"] == 12
+
+    def broken(items: list[dict[str, Any]]) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        export_items(workspace, broken)
+    assert len(list_items(workspace, status="open")) == 12  # nothing marked: the file never came to be
+    written: list[list[dict[str, Any]]] = []
+    first = export_items(workspace, written.append)
+    second = export_items(workspace, written.append)  # another reviewer, a moment later
+    assert len(first) == 12 and second == [] and [len(w) for w in written] == [12, 0]
+    assert all(item["served_at"].endswith("+00:00") for item in first)
+    workspace.close()
+
+
+def test_a_pass_without_drift_leaves_drift_alerts_and_repeated_labels_add_nothing(
+    project_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure(project_dir, {"model_name": "support", "monitoring": {"triggers": {"feedback_examples": 3}}})
+    workspace = Workspace.find(project_dir)
+    now = datetime.now(timezone.utc)
+    ids = log_predictions(workspace, 4, now - timedelta(minutes=1))
+    with workspace.record.session() as session:
+        queries.add_alert(
+            session, model_name="support", kind="drift", name="drift:embedding", severity="ticket",
+            status="firing", message="drifted", details={}, fired_at=now, last_seen_at=now, delivery={},
+        )  # fmt: skip
+    from sftline.stations.monitor import run_monitor
+
+    out = run_monitor(workspace, window="1h", now=now, drift=False)
+    assert out.resolved == [] and [a["name"] for a in out.report["alerts"]["firing"]] == ["drift:embedding"]
+    labels = project_dir / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"request_id": i, "label": "transfer"}) + "\n" for i in ids))
+    first = run_json(capsys, "feedback", "import", str(labels), "--no-build")
+    assert first["accepted"] == 4 and first["unchanged"] == 0
+    fired = run_monitor(workspace, window="1h", now=now + timedelta(seconds=1), drift=False).fired
+    assert [a["name"] for a in fired] == ["retrain:feedback"]
+    with workspace.record.session() as session:
+        for alert in queries.alerts(session, kind="retrain_trigger"):
+            alert.status, alert.resolved_at = "handled", datetime.now(timezone.utc)
+    again = run_json(capsys, "feedback", "import", str(labels), "--no-build")
+    assert again["accepted"] == 4 and again["unchanged"] == 4  # the same labels: nothing new
+    later = run_monitor(workspace, window="1h", now=datetime.now(timezone.utc), drift=False)
+    assert "retrain:feedback" not in [a["name"] for a in later.fired]
     workspace.close()

@@ -2,7 +2,8 @@
 model (two trained and registered runs, their evaluations, an admin key) plus an hour of serving
 aggregates; every page loads without console errors with its charts drawn, a promotion the
 release verdict refuses says why on the page, and a promotion and a rollback made from the page
-are in the registry's history under the key's name. A screenshot of every page is kept under
+are in the registry's history under the key's name; the monitoring page shows a `sftline monitor`
+report and a review item is labelled from it. A screenshot of every page is kept under
 $SFTLINE_TEST_ARTIFACTS (default tests/artifacts/, git-ignored).
 
 Chromium is Debian's (`scripts/ensure-chromium.sh`), driven through Playwright's
@@ -25,6 +26,7 @@ import uvicorn
 
 from sftline.record import queries
 from sftline.record.workspace import Workspace
+from sftline.stations.monitor import run_monitor
 from sftline.stations.registry import history
 from sftline.ui.app import create_app
 from tests.integration.conftest import set_release
@@ -113,8 +115,28 @@ def dashboard(registry_project: Path, capsys: pytest.CaptureFixture[str]) -> Ite
                     "status_code": 200,
                 }
                 for i in range(60)
+            ]
+            + [
+                {
+                    "request_id": f"unsure{i}",
+                    "at": now - timedelta(seconds=i),
+                    "model_name": "support",
+                    "model_version": "support@1",
+                    "route": "production",
+                    "endpoint": "chat",
+                    "prompt": f"something else entirely {i}",
+                    "output": "",
+                    "abstained": True,
+                    "latency_ms": 12.0,
+                    "prompt_tokens": 5,
+                    "output_tokens": 0,
+                    "status_code": 200,
+                }
+                for i in range(3)
             ],
         )
+    # A monitoring pass: its report, and the abstentions queued for review.
+    run_monitor(workspace, model_name="support", window="1h", drift=False)
     server = uvicorn.Server(uvicorn.Config(create_app(workspace), port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -193,6 +215,17 @@ def test_dashboard_in_a_browser(dashboard: dict[str, Any]) -> None:
         assert "support@1 restored to production" in page.locator(".flash.ok").inner_text()
         assert page.locator("#history td:has-text('key:ui-admin')").count() == 5
         page.screenshot(path=str(ARTIFACTS / "ui-registry-promoted.png"), full_page=True)
+
+        # The monitoring panels, and a review item labelled from its form as the signed-in key.
+        visit("/monitoring", "monitoring", "table.slos")
+        form = page.locator("form.label").first
+        if form.locator("select").count():
+            form.locator("select").select_option(index=0)
+        else:
+            form.locator("input[name=label]").fill("I can only help with account questions.")
+        form.locator("button").click()
+        assert "labelled" in page.locator(".flash.ok").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "ui-monitoring-labelled.png"), full_page=True)
         assert problems == []
         browser.close()
     changes = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from datetime import datetime
@@ -64,11 +65,15 @@ def monitor_command(
     json_output: JsonFlag = False,
 ) -> None:
     """SLIs, SLO burn rates, drift and the review queue over a window of served traffic; records
-    alerts (and posts them to monitoring.webhook_url) and the report."""
+    alerts (and posts them to monitoring.webhook_url) and the report. With --watch and --json,
+    each pass prints one line of JSON."""
     from sftline.monitoring.settings import parse_duration
     from sftline.stations.monitor import run_monitor
 
-    interval = parse_duration(watch) if watch else None
+    try:
+        interval = parse_duration(watch) if watch else None
+    except ValueError as exc:
+        raise ConfigError(f"--watch: {exc}") from exc
     with open_workspace() as workspace:
         while True:
             say = None if json_output else (lambda line: err_console.print(f"[dim]{escape(line)}[/]"))
@@ -79,10 +84,11 @@ def monitor_command(
                 from sftline.reports.monitor import render_monitor_report
 
                 html.write_text(render_monitor_report(outcome.report), encoding="utf-8")
-            if json_output:
-                print_json(
-                    outcome.report | {"report_id": outcome.report_id, "html": str(html) if html else None}
-                )
+            document = outcome.report | {"report_id": outcome.report_id, "html": str(html) if html else None}
+            if json_output and interval is not None:  # one compact line per pass: a JSONL stream
+                print(json.dumps(document, sort_keys=True), flush=True)
+            elif json_output:
+                print_json(document)
             else:
                 print_monitor_report(outcome.report)
                 if html is not None:
@@ -217,33 +223,39 @@ def review_export(
 ) -> None:
     """Write the queue for reviewers and mark those items exported. Fill in `label` and bring
     the file back with `sftline review import`."""
+    from sftline.atomic import write_text
     from sftline.stations.review import export_items
 
     if out.suffix.lower() not in (".jsonl", ".csv"):
         raise ConfigError(f"{out}: export to a .jsonl or .csv file")
-    with open_workspace() as workspace:
-        items = export_items(workspace, status=status, model_name=model)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a folder; name a file to export to")
     fields = ["request_id", "reason", "model_version", "prompt", "output", "confidence", "label"]
-    from sftline.atomic import write_text
 
-    if out.suffix.lower() == ".jsonl":
-        write_text(
-            out, "".join(json.dumps({k: i[k] for k in fields}, ensure_ascii=False) + "\n" for i in items)
-        )
-    else:
-        import io
-
+    def write(items: list[dict[str, Any]]) -> None:
+        if out.suffix.lower() == ".jsonl":
+            lines = (json.dumps({k: i[k] for k in fields}, ensure_ascii=False) + "\n" for i in items)
+            write_text(out, "".join(lines))
+            return
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(items)
+        writer.writerows({**i, "prompt": _cell(i["prompt"]), "output": _cell(i["output"])} for i in items)
         write_text(out, buffer.getvalue())
+
+    with open_workspace() as workspace:
+        items = export_items(workspace, write, status=status, model_name=model)
     if json_output:
         print_json({"path": str(out), "exported": len(items)})
     else:
         console.print(
             f"exported {len(items)} item(s) to {out}; fill in `label`, then `sftline review import {out}`"
         )
+
+
+def _cell(text: str) -> str:
+    """A user's text as a spreadsheet shows it, never as a formula (`=HYPERLINK(...)` in a prompt)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _label_import(path: Path, source: str, model: str | None, json_output: bool, no_build: bool) -> None:

@@ -856,11 +856,11 @@ def add_review_items(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Queue the requests not queued yet (one item per request id); how many were new."""
     if not rows:
         return 0
-    queued = set(
-        session.scalars(
-            select(ReviewItem.request_id).where(ReviewItem.request_id.in_([r["request_id"] for r in rows]))
-        )
-    )
+    ids = [r["request_id"] for r in rows]
+    queued: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        queued.update(session.scalars(select(ReviewItem.request_id).where(ReviewItem.request_id.in_(chunk))))
     new = [row for row in rows if row["request_id"] not in queued]
     for row in new:
         session.execute(_insert_unless_present(session, ReviewItem).values(**row))
@@ -883,6 +883,21 @@ def review_items(
         query = query.where(ReviewItem.model_name == model_name)
     query = query.offset(offset)
     return list(session.scalars(query.limit(limit) if limit is not None else query))
+
+
+def claim_review_items(session: Session, ids: Sequence[int]) -> set[int]:
+    """Mark these open items exported; the ids this statement moved (an item another export
+    claimed meanwhile is not among them: the row lock makes the second UPDATE see it exported)."""
+    claimed: set[int] = set()
+    for start in range(0, len(ids), 500):
+        statement = (
+            update(ReviewItem)
+            .where(ReviewItem.id.in_(ids[start : start + 500]), ReviewItem.status == "open")
+            .values(status="exported")
+            .returning(ReviewItem.id)
+        )
+        claimed.update(session.scalars(statement))
+    return claimed
 
 
 def review_counts(session: Session, *, model_name: str | None = None) -> dict[str, int]:
@@ -948,6 +963,25 @@ def add_alert(session: Session, **fields: Any) -> Alert:
     session.add(alert)
     session.flush()
     return alert
+
+
+def set_alert_deliveries(session: Session, deliveries: dict[int, dict[str, Any]]) -> None:
+    """Record the webhook's answer on each alert (by id)."""
+    for alert_id, delivery in deliveries.items():
+        session.execute(update(Alert).where(Alert.id == alert_id).values(delivery=delivery))
+
+
+def newest_labels(session: Session, request_ids: Iterable[str]) -> dict[str, str]:
+    """request id -> its newest label, for the ids that have one."""
+    ids = sorted(set(request_ids))
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        query = select(Feedback.request_id, Feedback.label).where(
+            Feedback.request_id.in_(ids[start : start + 500])
+        )
+        for request_id, label in session.execute(query.order_by(Feedback.id)):
+            found[request_id] = label
+    return found
 
 
 def add_monitor_report(session: Session, **fields: Any) -> MonitorReport:
@@ -1153,3 +1187,56 @@ def predictions_page(session: Session, *, offset: int, limit: int) -> tuple[list
     total = session.scalar(select(func.count(Prediction.id))) or 0
     query = select(Prediction).order_by(Prediction.at.desc(), Prediction.id.desc())
     return list(session.scalars(query.offset(offset).limit(limit))), int(total)
+
+
+def monitor_reports_page(
+    session: Session, *, model_name: str | None, offset: int, limit: int
+) -> tuple[list[MonitorReport], int]:
+    """Monitoring reports newest first, one page (their summaries inline), and how many there are."""
+    query = select(MonitorReport)
+    if model_name is not None:
+        query = query.where(MonitorReport.model_name == model_name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = query.order_by(MonitorReport.at.desc(), MonitorReport.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(query)), int(total)
+
+
+def monitor_report_by_id(session: Session, report_id: int) -> MonitorReport | None:
+    return session.get(MonitorReport, report_id)
+
+
+def alerts_page(
+    session: Session, *, model_name: str | None, statuses: Sequence[str], offset: int, limit: int
+) -> tuple[list[Alert], int]:
+    """Alerts in `statuses`, the most recently changed first, one page, and how many there are."""
+    query = select(Alert).where(Alert.status.in_(list(statuses)))
+    if model_name is not None:
+        query = query.where(Alert.model_name == model_name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    changed = func.coalesce(Alert.resolved_at, Alert.last_seen_at)
+    query = query.order_by(changed.desc(), Alert.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(query)), int(total)
+
+
+def review_items_page(
+    session: Session,
+    *,
+    model_name: str | None,
+    statuses: Sequence[str] | None,
+    newest_first: bool,
+    offset: int,
+    limit: int,
+) -> tuple[list[ReviewItem], int]:
+    """Review items in `statuses` (None: all), one page, and how many there are."""
+    query = select(ReviewItem)
+    if statuses is not None:
+        query = query.where(ReviewItem.status.in_(list(statuses)))
+    if model_name is not None:
+        query = query.where(ReviewItem.model_name == model_name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    order = ReviewItem.id.desc() if newest_first else ReviewItem.id
+    return list(session.scalars(query.order_by(order).offset(offset).limit(limit))), int(total)
+
+
+def review_item_by_id(session: Session, item_id: int) -> ReviewItem | None:
+    return session.get(ReviewItem, item_id)

@@ -86,7 +86,8 @@ def _sci(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """A duration in its largest whole unit: `3600.0` is `1h`, `259200.0` is `3d`."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:g}{unit}"
@@ -97,8 +98,23 @@ def _bucket_order(key: str) -> float:
     return float("inf") if key == "+Inf" else float(key)
 
 
-def _drift_charts(tests: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Reference against current shares for the tests whose details carry bins."""
+def _bin_label(b: dict[str, Any]) -> str:
+    """A bin's name on a chart: its label, or its range (`(low, high]`, open ends as `<=`/`>`)."""
+    if b.get("label") is not None or b.get("bin") is not None:
+        return str(b.get("label") if b.get("label") is not None else b.get("bin"))
+    low, high = b.get("low"), b.get("high")
+    if low is None and high is None:
+        return "all"
+    if low is None:
+        return f"<= {high:.4g}"
+    if high is None:
+        return f"> {low:.4g}"
+    return f"{low:.4g}-{high:.4g}"
+
+
+def drift_charts(tests: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(title, SVG) per drift test whose details carry bins: the reference's share of each bin
+    beside the current share (the first 20 bins). The dashboard's monitoring page draws these too."""
     charts = []
     for test in tests:
         bins = (test.get("details") or {}).get("bins")
@@ -106,7 +122,7 @@ def _drift_charts(tests: list[dict[str, Any]]) -> list[tuple[str, str]]:
             continue
         items = []
         for b in bins[:20]:
-            label = str(b.get("label") or b.get("bin") or f"{b.get('low', '')}-{b.get('high', '')}")
+            label = _bin_label(b)
             items.append((f"{label} ref", float(b.get("reference", 0)) * 100))
             items.append((f"{label} now", float(b.get("current", 0)) * 100))
         charts.append((f"{test['name']}: reference against now (% of each)", bar_chart(items, unit="%")))
@@ -129,10 +145,10 @@ def render_monitor_report(report: dict[str, Any], report_id: int | None = None) 
         slices=[("overall", overall), *report["slis"]["slices"].items()],
         latency_chart=latency_chart,
         reliability_chart=reliability_diagram(reliability) if reliability else "",
-        drift_charts=_drift_charts(report["drift"].get("tests") or []),
+        drift_charts=drift_charts(report["drift"].get("tests") or []),
         pct=_pct,
         num=_num,
         sci=_sci,
-        span=_span,
+        span=span,
         report_id=report_id if report_id is not None else "",
     )

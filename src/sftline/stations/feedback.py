@@ -51,6 +51,8 @@ class LabelImport:
     rejected: list[Rejected]
     dataset: dict[str, Any] | None = None
     reviewed: int = 0
+    unchanged: int = 0
+    """Accepted labels equal to the request's newest one: not recorded again."""
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -63,6 +65,7 @@ class LabelImport:
             "reasons": _reasons(self.rejected),
             "rejects": [r.as_json() for r in self.rejected],
             "reviewed": self.reviewed,
+            "unchanged": self.unchanged,
             "dataset": self.dataset,
             "notes": self.notes,
         }
@@ -130,10 +133,13 @@ def record_labels(
     read = len(given) + len(rejected)
     rejected = list(rejected)
     accepted: list[LabelRow] = []
-    reviewed = 0
+    reviewed = unchanged = 0
     now = datetime.now(timezone.utc)
     with workspace.record.session() as session:
         served = queries.served_predictions(session, [row.request_id for row in given])
+        # A label that repeats the request's newest one is accepted but not recorded again: a
+        # cumulative label export imported nightly adds nothing, and triggers no retrain.
+        known = queries.newest_labels(session, [row.request_id for row in given])
         rows = []
         for row in given:
             prediction = served.get(row.request_id)
@@ -159,6 +165,9 @@ def record_labels(
                 )
                 continue
             accepted.append(row)
+            if known.get(row.request_id) == row.label:
+                unchanged += 1
+                continue
             rows.append(
                 {
                     "request_id": row.request_id,
@@ -180,7 +189,9 @@ def record_labels(
                     item.status, item.label = "labelled", row.label
                     item.reviewer, item.labelled_at = row.reviewer or actor, now
                     reviewed += 1
-    outcome = LabelImport(origin, source, read, len(accepted), rejected, reviewed=reviewed)
+    outcome = LabelImport(
+        origin, source, read, len(accepted), rejected, reviewed=reviewed, unchanged=unchanged
+    )
     if build and accepted:
         outcome.dataset = build_feedback_dataset(workspace, name, progress=progress)
     return outcome

@@ -19,6 +19,7 @@ sample), the labels that came back (feedback and reviews) and the serving model'
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from sftline.data.example import Example
 from sftline.errors import SftlineError
 from sftline.monitoring import drift as tests
+from sftline.monitoring.novel import novel_clusters
 from sftline.monitoring.settings import MonitoringConfig, parse_duration
 from sftline.monitoring.slis import (
     Labelled,
@@ -39,7 +41,7 @@ from sftline.monitoring.slis import (
     serving_slices,
 )
 from sftline.monitoring.slo import budget, check_burn
-from sftline.monitoring.webhook import deliver
+from sftline.monitoring.webhook import deliver_all
 from sftline.record import queries
 from sftline.record.schema import Prediction, Run
 from sftline.record.workspace import Workspace
@@ -49,6 +51,11 @@ from sftline.stations.models import find_base_model
 from sftline.stations.versions import load_examples
 
 Progress = Callable[[str], None]
+MAX_CURRENT = 5000
+"""Logged inputs the drift tests read at most (a seeded sample of a longer window)."""
+MAX_LOGGED = 50_000
+"""Logged predictions a pass reads at most, newest first (the review queue and drift); the SLIs
+come from the per-minute aggregates and count every request."""
 REVIEW_SEED = "review-audit"
 """Salt of the audit sample's hash, so it is not the prediction log's own sample choice."""
 RETRAIN_KINDS = ("retrain_trigger",)
@@ -145,7 +152,7 @@ def _reference_answers(
         return []
     wanted = {queries.resolve(session, ref).dataset_id for ref in datasets}
     newest: dict[int, Any] = {}
-    for evaluation in queries.evaluations_of_model(session, model_hash):
+    for evaluation in reversed(queries.evaluations_of_model(session, model_hash)):  # newest first
         if wanted and evaluation.dataset_version.dataset_id not in wanted:
             continue
         newest.setdefault(evaluation.dataset_version_id, evaluation)
@@ -170,22 +177,39 @@ def drift_checks(
     """Every drift test that has enough data, at a per-test level that keeps the family's
     false-alarm rate at the configured one, and the clusters of new inputs."""
     settings = cfg.drift
+    rng = random.Random(settings.seed)
     current = [p.prompt for p in predictions if p.prompt.strip()]
+    if len(current) > MAX_CURRENT:  # a long window: a seeded sample keeps time and memory bounded
+        current = rng.sample(current, MAX_CURRENT)
+    # Answers are compared with the serving version's own evaluated answers: its traffic only
+    # (not a canary's), and only where answers are labels (free text differs with max_tokens).
+    own = [p for p in predictions if serving.version is None or p.model_version == serving.version]
+    labels_task = workspace.project.config.contract.output.kind == "labels" or any(
+        p.endpoint == "classify" for p in own
+    )
     say = progress or (lambda _: None)
     say(f"drift: reading the reference ({settings.reference or serving.trained_on or 'no training data'})")
     reference = _reference_inputs(workspace, serving, cfg)
     with workspace.record.session() as session:
         answers = _reference_answers(session, serving.model_hash, settings.reference_on)
+    minimum = settings.min_samples
+    answered = [p for p in own if (p.label or p.output).strip()]
+    now_scored = [row for row in labelled if row.confidence is not None]
+    # The family's level is split over the tests that will run (a test short of samples is not
+    # planned, so it costs the others no power).
     planned = []
-    if reference:
+    if reference and len(current) >= minimum:
         planned += ["input_length", "input_tokens", "embedding"]
-    if answers:
-        planned += ["predicted_label", "confidence", "calibration"]
+    if answers and labels_task and len(answered) >= minimum:
+        planned += ["predicted_label", "confidence"]
+    if answers and labels_task and len(now_scored) >= minimum:
+        planned += ["calibration"]
     alpha = tests.bonferroni(settings.false_alarm_rate, max(len(planned), 1))
+    # A permutation p-value is never below 1 / (permutations + 1): enough of them to reach alpha.
+    permutations = max(settings.permutations, math.ceil(10 / alpha))
     results: list[Any] = []
     novel: list[dict[str, Any]] = []
-    minimum = settings.min_samples
-    if reference and current:
+    if "input_length" in planned:
         say(f"drift: tokenizing {len(reference) + len(current)} inputs")
         tokenizer = _tokenizer(workspace)
         ref_tokens = [tokenizer.tokenize(t) for t in reference]
@@ -200,28 +224,31 @@ def drift_checks(
             )  # fmt: skip
         )
         results.append(
-            tests.token_drift(ref_tokens, cur_tokens, alpha=alpha, min_samples=minimum, seed=settings.seed)
+            tests.token_drift(
+                ref_tokens,
+                cur_tokens,
+                alpha=alpha,
+                min_samples=minimum,
+                seed=settings.seed,
+                permutations=permutations,
+            )  # fmt: skip
         )
-        if len(current) >= minimum:
-            say(f"drift: embedding {len(reference) + len(current)} inputs with {ENCODER}")
-            encode = LazyEncoder(workspace)
-            vectors = encode([*reference, *current])
-            ref_vec, cur_vec = vectors[: len(reference)], vectors[len(reference) :]
-            results.append(
-                tests.embedding_drift(
-                    ref_vec,
-                    cur_vec,
-                    alpha=alpha,
-                    permutations=settings.permutations,
-                    seed=settings.seed,
-                    min_samples=minimum,
-                )
+        say(f"drift: embedding {len(reference) + len(current)} inputs with {ENCODER}")
+        encode = LazyEncoder(workspace)
+        vectors = encode([*reference, *current])
+        ref_vec, cur_vec = vectors[: len(reference)], vectors[len(reference) :]
+        results.append(
+            tests.embedding_drift(
+                ref_vec,
+                cur_vec,
+                alpha=alpha,
+                permutations=permutations,
+                seed=settings.seed,
+                min_samples=minimum,
             )
-            novel = tests.novel_clusters(
-                ref_vec, cur_vec, current, seed=settings.seed, reference_texts=reference
-            )
-    if answers:
-        answered = [p for p in predictions if (p.label or p.output).strip()]
+        )
+        novel = novel_clusters(ref_vec, cur_vec, current, seed=settings.seed, reference_texts=reference)
+    if "predicted_label" in planned:
         results.append(
             tests.label_drift(
                 [output for output, _, _ in answers],
@@ -229,18 +256,19 @@ def drift_checks(
                 alpha=alpha,
                 min_samples=minimum,
                 seed=settings.seed,
+                permutations=permutations,
             )
         )
         results.append(
             tests.confidence_drift(
                 [float(c) for _, _, c in answers if c is not None],
-                [float(p.confidence) for p in predictions if p.confidence is not None],
+                [float(p.confidence) for p in answered if p.confidence is not None],
                 alpha=alpha,
                 min_samples=minimum,
             )
         )
+    if "calibration" in planned:
         scored = [(o, t, c) for o, t, c in answers if c is not None]
-        now_scored = [row for row in labelled if row.confidence is not None]
         results.append(
             tests.calibration_drift(
                 [float(c) for _, _, c in scored if c is not None],
@@ -250,6 +278,7 @@ def drift_checks(
                 alpha=alpha,
                 min_samples=minimum,
                 seed=settings.seed,
+                permutations=permutations,
             )  # fmt: skip
         )
     ran = [r for r in results if r.skipped is None]
@@ -263,11 +292,37 @@ def drift_checks(
             "answers": len(answers),
             "answers_from": settings.reference_on or "every evaluation of the serving model",
         },
-        "current": {"inputs": len(current), "labelled": len(labelled)},
+        "current": {"inputs": len(current), "answers": len(answered), "labelled": len(labelled)},
+        "permutations": permutations,
+        "not_run": _not_run(
+            reference, answers, labels_task, len(current), len(answered), len(now_scored), minimum
+        ),
         "tests": [r.to_dict() for r in results],
         "drifted": [r.name for r in ran if r.drifted],
         "novel": novel,
     }
+
+
+def _not_run(
+    reference: Sequence[str], answers: Sequence[Any], labels_task: bool, n_current: int, n_answered: int,
+    n_labelled: int, minimum: int,
+) -> list[str]:  # fmt: skip
+    """Why tests were left out, in words a person can act on."""
+    out = []
+    if not reference:
+        out.append("input tests: no reference inputs (the serving model's training data is unknown)")
+    elif n_current < minimum:
+        out.append(f"input tests: {n_current} logged inputs in the window; {minimum} needed")
+    if not answers:
+        out.append("answer tests: the serving model has no stored evaluation to compare with")
+    elif not labels_task:
+        out.append("answer tests: the answers are free text, not labels")
+    else:
+        if n_answered < minimum:
+            out.append(f"label and confidence tests: {n_answered} answers in the window; {minimum} needed")
+        if n_labelled < minimum:
+            out.append(f"calibration: {n_labelled} labelled answers in the window; {minimum} needed")
+    return out
 
 
 # --- the review queue ------------------------------------------------------------------------------
@@ -460,17 +515,20 @@ def reconcile_alerts(
     workspace: Workspace,
     model_name: str,
     conditions: Sequence[Condition],
+    checked: Callable[[Any], bool],
     now: datetime,
     cfg: MonitoringConfig,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Record new conditions as firing alerts, refresh the ones still firing, resolve the ones
-    that cleared (a retraining trigger waits for a retrain instead); post the changes to the
-    webhook. Returns (fired, resolved, firing now)."""
-    fired: list[Any] = []
-    resolved: list[Any] = []
+    """Record new conditions as firing alerts, refresh the ones still firing, and resolve a firing
+    alert only when this pass `checked` its condition and found it clear (a drift test skipped for
+    want of samples, or `--no-drift`, leaves its alert as it was; a retraining trigger waits for a
+    retrain). The changes are committed first, then posted to the webhook outside any
+    transaction, so a slow receiver never holds the record's write lock. Returns (fired,
+    resolved, firing now)."""
     with workspace.record.session() as session:
         firing = {a.name: a for a in queries.alerts(session, model_name=model_name, status="firing")}
         wanted = {c.name: c for c in conditions}
+        fired, resolved = [], []
         for name, condition in wanted.items():
             alert = firing.get(name)
             if alert is not None:
@@ -494,24 +552,38 @@ def reconcile_alerts(
                 )  # fmt: skip
             )
         for name, alert in firing.items():
-            if name not in wanted and alert.kind not in RETRAIN_KINDS:
+            if name not in wanted and alert.kind not in RETRAIN_KINDS and checked(alert):
                 alert.status = "resolved"
                 alert.resolved_at = now
                 resolved.append(alert)
         session.flush()
-        changed = [(a, "firing") for a in fired] + [(a, "resolved") for a in resolved]
-        if cfg.webhook_url and changed:
-            for alert, state in changed:
-                alert.delivery = deliver(
-                    cfg.webhook_url, cfg.webhook_token_env, {**alert_json(alert), "event": state}
-                )
-        fired_json = [alert_json(a) for a in fired]
-        resolved_json = [alert_json(a) for a in resolved]
+        changed = [(a.id, alert_json(a) | {"event": "firing"}) for a in fired]
+        changed += [(a.id, alert_json(a) | {"event": "resolved"}) for a in resolved]
+    deliveries = deliver_all(cfg.webhook_url, cfg.webhook_token_env, [payload for _, payload in changed])
+    if deliveries:
+        with workspace.record.session() as session:
+            queries.set_alert_deliveries(
+                session, {alert_id: d for (alert_id, _), d in zip(changed, deliveries, strict=True)}
+            )
+    by_id = {
+        alert_id: payload | {"delivery": d}
+        for (alert_id, payload), d in zip(changed, deliveries or [{}] * len(changed), strict=True)
+    }
+    with workspace.record.session() as session:
         now_firing = [alert_json(a) for a in queries.alerts(session, model_name=model_name, status="firing")]
+    fired_json = [by_id[i] for i, p in changed if p["event"] == "firing"]
+    resolved_json = [by_id[i] for i, p in changed if p["event"] == "resolved"]
     return fired_json, resolved_json, now_firing
 
 
 # --- the pass --------------------------------------------------------------------------------------
+
+
+def _duration(text: str, option: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise MonitorError(f"{option}: {exc}") from exc
 
 
 def new_labels_since_retrain(session: Session, model_name: str) -> int:
@@ -551,7 +623,7 @@ def run_monitor(
             raise MonitorError(f"--since {since.isoformat()} is not before now ({now.isoformat()})")
         window_s = (now - since).total_seconds()
     else:
-        window_s = parse_duration(window or cfg.window)
+        window_s = _duration(window or cfg.window, "--window")
         since = now - timedelta(seconds=window_s)
     longest = max((parse_duration(r.long) * cfg.window_scale for r in cfg.burn_rules), default=0.0)
     say = progress or (lambda _: None)
@@ -565,10 +637,11 @@ def run_monitor(
         ]
         minutes_all = [m for m in minutes_all if m["minute"] <= now]
         predictions = [
-            p for p in queries.predictions(session, since=since, model_name=name)
+            p for p in queries.predictions(session, since=since, model_name=name, limit=MAX_LOGGED)
             if p.route != "shadow" and p.status_code == 200 and utc(p.at) <= now
         ]  # fmt: skip
-        labelled_all = labelled_predictions(session, name)
+        earliest = now - timedelta(seconds=max(window_s, longest))
+        labelled_all = labelled_predictions(session, name, since=earliest)
         serving = find_serving(session, name, predictions)
         added = queue_for_review(session, predictions, cfg)
         review_counts = queries.review_counts(session, model_name=name)
@@ -611,7 +684,12 @@ def run_monitor(
     burns = _burn_conditions(slos)
     drifts = _drift_conditions(drift_report)
     conditions = burns + drifts + _trigger_conditions(cfg, burns, drifts, new_labels)
-    fired, resolved, firing = reconcile_alerts(workspace, name, conditions, now, cfg)
+    checked_drift = {f"drift:{t['name']}" for t in drift_report.get("tests", []) if not t.get("skipped")}
+
+    def checked(alert: Any) -> bool:  # SLOs are read every pass; a drift test only when it ran
+        return alert.kind == "slo_burn" or alert.name in checked_drift
+
+    fired, resolved, firing = reconcile_alerts(workspace, name, conditions, checked, now, cfg)
     report = {
         "model": name,
         "at": now.isoformat(),

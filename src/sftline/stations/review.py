@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from sftline.record import queries
 from sftline.record.workspace import Workspace
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def item_json(item: Any) -> dict[str, Any]:
@@ -20,8 +26,8 @@ def item_json(item: Any) -> dict[str, Any]:
         "confidence": item.confidence,
         "label": item.label,
         "reviewer": item.reviewer,
-        "served_at": item.served_at.isoformat(),
-        "labelled_at": item.labelled_at.isoformat() if item.labelled_at else None,
+        "served_at": _utc(item.served_at).isoformat(),
+        "labelled_at": _utc(item.labelled_at).isoformat() if item.labelled_at else None,
     }
 
 
@@ -40,14 +46,21 @@ def list_items(
 
 
 def export_items(
-    workspace: Workspace, *, status: str = "open", model_name: str | None = None
+    workspace: Workspace,
+    write: Callable[[list[dict[str, Any]]], None],
+    *,
+    status: str = "open",
+    model_name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The items in `status`, marked `exported` (a labelled item keeps its state), in one
-    transaction: two exports at once never hand out the same open item twice."""
+    """Hand the items in `status` to `write` (the reviewers' file) and mark the open ones
+    exported, in one transaction: the file is written before anything is marked, so a file that
+    cannot be written leaves the queue as it was, and two exports at once never hand out the
+    same open item twice (each keeps only the items its own UPDATE claimed)."""
     with workspace.record.session() as session:
         items = queries.review_items(session, status=status, model_name=model_name)
+        if status == "open":
+            claimed = queries.claim_review_items(session, [i.id for i in items])
+            items = [i for i in items if i.id in claimed]
         out = [item_json(i) | {"label": i.label or ""} for i in items]
-        for item in items:
-            if item.status == "open":
-                item.status = "exported"
+        write(out)
     return out

@@ -3,7 +3,8 @@
 Pages read the record through `sftline.record.queries` one page of rows at a time; charts are the
 inline SVG of `sftline.reports.svg`, so a page loads nothing but itself and one stylesheet (the
 Content-Security-Policy says so to the browser). The only writes are the registry's promote and
-rollback, made by `sftline.stations.registry` as the signed-in admin key (see `sftline.ui.auth`).
+rollback, made by `sftline.stations.registry`, and a review item's label, recorded by
+`sftline.stations.feedback`, each as the signed-in admin key (see `sftline.ui.auth`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from fastapi.templating import Jinja2Templates
 from sftline.config import Project
 from sftline.errors import SftlineError
 from sftline.record.workspace import Workspace
+from sftline.reports.monitor import span
 from sftline.serving.keys import hash_key
+from sftline.stations.feedback import known_labels
 from sftline.stations.registry import promote, rollback
 from sftline.ui import auth
 from sftline.ui import data as data_views
 from sftline.ui import evals as eval_views
 from sftline.ui import line as line_views
+from sftline.ui import monitoring as monitoring_views
 from sftline.ui import registry as registry_views
 from sftline.ui import runs as run_views
 from sftline.ui import serving as serving_views
@@ -53,6 +57,7 @@ NAV = (
     ("/evals", "Evaluations"),
     ("/registry", "Registry"),
     ("/serving", "Serving"),
+    ("/monitoring", "Monitoring"),
 )
 
 
@@ -69,8 +74,11 @@ def create_app(workspace: Workspace) -> FastAPI:
     app = FastAPI(title="sftline ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters.update(when=when, short=short, figure=figure, percent=_percent, quote=quote)
+    templates.env.filters.update(
+        when=when, short=short, figure=figure, percent=_percent, quote=quote, span=span
+    )
     sessions = auth.Sessions()
+    comparisons = eval_views.Comparisons()
 
     def read(view: Callable[..., T], *args: Any) -> T:
         with workspace.record.session() as session:
@@ -189,7 +197,7 @@ def create_app(workspace: Workspace) -> FastAPI:
     @app.get("/evals/{name}", response_class=HTMLResponse)
     def evaluation(request: Request, name: str, against: str = "") -> Response:
         with workspace.record.session() as session:
-            context = eval_views.evaluation_page(workspace, session, name, against or None)
+            context = eval_views.evaluation_page(workspace, session, name, against or None, comparisons)
         return render(request, "evaluation.html", context)
 
     @app.get("/registry", response_class=HTMLResponse)
@@ -257,7 +265,53 @@ def create_app(workspace: Workspace) -> FastAPI:
     @app.get("/serving", response_class=HTMLResponse)
     def serving(request: Request, window: int = 60, page: int = 1) -> Response:
         minutes = window if window in serving_views.WINDOWS else 60
-        return render(request, "serving.html", read(serving_views.serving_page, minutes, Page.of(page)))
+        with workspace.record.session() as session:
+            context = serving_views.serving_page(session, minutes, Page.of(page))
+            context["mon"] = monitoring_views.newest_panels(workspace, session)
+        return render(request, "serving.html", context)
+
+    @app.get("/monitoring", response_class=HTMLResponse)
+    def monitoring(
+        request: Request,
+        model: str = "",
+        report: int | None = None,
+        reports_page: int = 1,
+        alerts_page: int = 1,
+        review_page: int = 1,
+        queue: str = "to label",
+    ) -> Response:
+        query = monitoring_views.MonitoringQuery(
+            model or None, report, max(1, reports_page), max(1, alerts_page), max(1, review_page), queue
+        )
+        with workspace.record.session() as session:
+            context = monitoring_views.monitoring_page(workspace, session, query)
+        context["labels"] = known_labels(workspace, context["model"])
+        return render(request, "monitoring_page.html", context)
+
+    @app.post("/monitoring/review/{item_id}/label")
+    async def label_review_item(request: Request, item_id: int) -> Response:
+        """Record the form's label for review item `item_id` as the signed-in key; the page says
+        whether it was recorded or why it was rejected."""
+        form, ui_session = await admin(request)
+        back = _local(form.get("back", ""), "/monitoring")
+        outcome = await asyncio.to_thread(
+            monitoring_views.label_review_item,
+            workspace,
+            item_id,
+            form.get("label", ""),
+            f"key:{ui_session.key_name}",
+        )
+        if outcome.accepted:
+            ui_session.say(
+                "ok",
+                f"review item #{item_id} labelled; `sftline feedback import` or `sftline retrain` "
+                "builds the feedback dataset from it",
+            )
+        else:
+            ui_session.say(
+                "error", f"review item #{item_id} not labelled", tuple(r.detail for r in outcome.rejected)
+            )
+        return redirect(f"{back}#item-{item_id}")
 
     @app.get("/signin", response_class=HTMLResponse)
     def signin_form(request: Request, next: str = "/registry") -> Response:
@@ -289,12 +343,10 @@ def create_app(workspace: Workspace) -> FastAPI:
     return app
 
 
-def _local(target: str) -> str:
+def _local(target: str, otherwise: str = "/registry") -> str:
     """A redirect target on this site only: a path, never `//host` or a full URL."""
     return (
-        target
-        if target.startswith("/") and not target.startswith("//") and "\\" not in target
-        else "/registry"
+        target if target.startswith("/") and not target.startswith("//") and "\\" not in target else otherwise
     )
 
 

@@ -2,12 +2,18 @@
 (per-slice metrics with intervals, confusion matrix, reliability diagram, worst examples), against
 any other evaluation on the same dataset version picked on the page.
 
-Metrics come from the evaluation's row, as its station scored them; a comparison is computed now
-from both evaluations' stored outputs with `sftline.evals.compare`, the verdict from the release
-criteria in sftline.yaml."""
+Metrics come from the evaluation's row, as its station scored them; a comparison is computed from
+both evaluations' stored outputs with `sftline.evals.compare` (the paired bootstrap of
+`sftline eval compare`, all its replicates) and kept in a small LRU cache keyed by the two
+evaluations (`Comparisons`), so only the first view of a pair pays for the bootstrap. The
+verdict is judged on every view, from the release criteria in sftline.yaml."""
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,6 +30,33 @@ from sftline.ui.format import Page
 
 COMPARABLE = 50
 """Evaluations offered to compare with (the newest on the same dataset version)."""
+CACHED_COMPARISONS = 64
+"""Pairs of evaluations whose comparison is kept (a few kB each)."""
+
+
+class Comparisons:
+    """The comparisons of the pairs viewed last, by (baseline, candidate) evaluation id and station
+    key: an evaluation's outputs never change once recorded (a purged one is gone from the record,
+    and its page with it), so a kept comparison is the one a recomputation would give."""
+
+    def __init__(self, size: int = CACHED_COMPARISONS) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A copy of the comparison kept under `key`, computed (outside the lock) when missing."""
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None:
+                self._kept.move_to_end(key)
+        if kept is None:
+            kept = compute()
+            with self._lock:
+                self._kept[key] = kept
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        return copy.deepcopy(kept)
 
 
 def evals_page(session: Session, page: Page) -> dict[str, Any]:
@@ -52,7 +85,13 @@ def _summary(row: Evaluation) -> dict[str, Any]:
     return {"model": row.model, "evaluation": row.name, "metrics": row.metrics}
 
 
-def evaluation_page(workspace: Workspace, session: Session, name: str, against: str | None) -> dict[str, Any]:
+def evaluation_page(
+    workspace: Workspace,
+    session: Session,
+    name: str,
+    against: str | None,
+    comparisons: Comparisons | None = None,
+) -> dict[str, Any]:
     """One evaluation as a report section; with `against`, that evaluation is the baseline and the
     release verdict is given (what `sftline eval compare` reports)."""
     row = queries.evaluation_named(session, name)
@@ -75,14 +114,18 @@ def evaluation_page(workspace: Workspace, session: Session, name: str, against: 
     checks = None
     if against:
         baseline = queries.evaluation_named(session, against)
-        baseline_outputs = load_outputs(workspace, baseline.name)
-        comparison = compare(
-            baseline_outputs,
-            outputs,
-            contract,
-            baseline_labels=baseline.settings.get("labels"),
-            candidate_labels=labels,
-        )
+
+        def computed() -> dict[str, Any]:
+            return compare(
+                load_outputs(workspace, baseline.name),
+                outputs,
+                contract,
+                baseline_labels=baseline.settings.get("labels"),
+                candidate_labels=labels,
+            )
+
+        pair = (baseline.id, baseline.key, row.id, row.key)
+        comparison = (comparisons or Comparisons(0)).get(pair, computed)
         comparison.update(baseline=baseline.model, candidate=row.model)
         comparison["verdict"] = verdict(comparison, row.metrics, workspace.project.config.release)
         checks = comparison["verdict"]["checks"]

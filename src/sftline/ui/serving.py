@@ -4,8 +4,10 @@ production, from `serving_minutes`; and the prediction log, page by page.
 Plain counts are summed in SQL by minute and route, and by version and route. The status codes and
 latency histograms are JSON columns, so they are added up here, over the window's rows only (one
 per minute, version and route: an hour of one production and one canary version is 120 rows).
-Percentiles come from the histogram: the upper edge of the bucket holding the quantile, so a p95
-of "250 ms" means "at most 250 ms", as Prometheus' histogram_quantile would bound it."""
+Percentiles and errors are the monitoring station's (`sftline.monitoring.slis`), so this page and
+`sftline monitor` agree: a percentile is interpolated linearly inside the histogram bucket holding
+it, as Prometheus' histogram_quantile does (one in the open top bucket is the last edge), and an
+error is a 5xx or a 408, never a caller's own 4xx."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from sftline.monitoring.slis import errors_of, latency_quantile
 from sftline.record import queries
-from sftline.record.schema import LATENCY_BUCKETS_MS, latency_bucket
 from sftline.reports.svg import line_chart
 from sftline.ui.format import Page, when
 
@@ -28,7 +30,6 @@ QUANTILES = (0.5, 0.95, 0.99)
 CHART_POINTS = 120
 """Points per series at most: a longer window adds its minutes up into steps of several minutes
 (requests per minute averaged over the step, percentiles of the step's summed histogram)."""
-BUCKET_KEYS = [latency_bucket(edge) for edge in LATENCY_BUCKETS_MS]
 
 
 def add_counts(rows: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
@@ -37,25 +38,6 @@ def add_counts(rows: Iterable[Mapping[str, Any] | None]) -> dict[str, int]:
         for key, count in (counts or {}).items():
             total[str(key)] = total.get(str(key), 0) + int(count)
     return total
-
-
-def percentile(buckets: Mapping[str, int], quantile: float) -> float | None:
-    """The upper edge (ms) of the bucket holding `quantile` of the requests; None without any,
-    inf when it falls in the last, unbounded bucket."""
-    total = sum(buckets.values())
-    if not total:
-        return None
-    seen = 0
-    for key, edge in zip(BUCKET_KEYS, LATENCY_BUCKETS_MS, strict=True):
-        seen += buckets.get(key, 0)
-        if seen >= quantile * total:
-            return edge
-    return LATENCY_BUCKETS_MS[-1]
-
-
-def errors_of(status_counts: Mapping[str, int]) -> int:
-    """Requests answered with a status of 400 or above."""
-    return sum(count for status, count in status_counts.items() if status.isdigit() and int(status) >= 400)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -106,8 +88,8 @@ def serving_page(session: Session, window: int, page: Page) -> dict[str, Any]:
     for at, point_rows in sorted(per_point.items()):
         added = add_counts(point_rows)
         for quantile in QUANTILES:
-            value = percentile(added, quantile)
-            if value is not None and value != float("inf"):
+            value = latency_quantile(added, quantile)
+            if value is not None:
                 latency.setdefault(f"p{quantile * 100:g}", []).append((at, value))
     ticks = [(-float(window - 1), when(since)[11:16]), (0.0, when(end)[11:16])]
     table = []
@@ -123,7 +105,7 @@ def serving_page(session: Session, window: int, page: Page) -> dict[str, Any]:
                 "requests": requests,
                 "per_minute": requests / window,
                 "mean_ms": row.latency_sum_ms / requests if requests else None,
-                **{f"p{q * 100:g}": percentile(buckets, q) for q in QUANTILES},
+                **{f"p{q * 100:g}": latency_quantile(buckets, q) for q in QUANTILES},
                 "invalid_rate": row.contract_invalid / requests if requests else None,
                 "error_rate": errors_of(status) / requests if requests else None,
                 "abstention_rate": row.abstentions / requests if requests else None,
@@ -139,9 +121,7 @@ def serving_page(session: Session, window: int, page: Page) -> dict[str, Any]:
         "rate_chart": line_chart(
             rate, x_label="minutes before the end", y_label="requests/min", x_ticks=ticks
         ),
-        "latency_chart": line_chart(
-            latency, x_label="minutes before the end", y_label="ms (at most)", x_ticks=ticks
-        ),
+        "latency_chart": line_chart(latency, x_label="minutes before the end", y_label="ms", x_ticks=ticks),
         "invalid_chart": line_chart(
             invalid, x_label="minutes before the end", y_label="invalid share", x_ticks=ticks
         ),

@@ -5,19 +5,21 @@ key, the session's CSRF token and this dashboard's origin."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from sftline.monitoring.slis import latency_quantile
 from sftline.project_init import init_project
 from sftline.record.workspace import Workspace
 from sftline.reports.svg import line_chart
 from sftline.serving.keys import create_key, revoke
 from sftline.stations.registry import history
 from sftline.ui.app import create_app
-from sftline.ui.serving import percentile
+from sftline.ui.evals import Comparisons
 from tests.support.big_record import LABELS, SMALL, seed
 
 ORIGIN = "http://testserver"
@@ -81,13 +83,15 @@ def test_predictions_are_paged(client: TestClient) -> None:
     assert "request 499" in last and "request 449" not in last  # the oldest 50, newest first
 
 
-def test_percentiles_are_the_upper_edges_of_the_buckets_holding_them() -> None:
+def test_serving_percentiles_are_the_monitoring_stations() -> None:
+    """One implementation: the serving page's percentiles are `sftline monitor`'s, interpolated
+    inside the bucket (100 requests: the 95th is the 5th of 9 in (50, 250])."""
     buckets = {"10": 50, "50": 40, "250": 9, "+Inf": 1}
-    assert percentile(buckets, 0.5) == 10
-    assert percentile(buckets, 0.9) == 50
-    assert percentile(buckets, 0.95) == 250
-    assert percentile(buckets, 0.999) == float("inf")
-    assert percentile({}, 0.5) is None
+    assert latency_quantile(buckets, 0.5) == 10
+    assert latency_quantile(buckets, 0.7) == 30  # 10 + 40 x 20/40
+    assert latency_quantile(buckets, 0.95) == pytest.approx(50 + 200 * 5 / 9)
+    assert latency_quantile(buckets, 0.999) == 250  # the open top bucket: its lower edge
+    assert latency_quantile({}, 0.5) is None
 
 
 def test_line_chart_draws_a_point_per_value() -> None:
@@ -145,3 +149,27 @@ def test_rollback_needs_an_admin_key_a_csrf_token_and_this_origin(
     revoke(workspace, "ops")
     again = client.post("/registry/support/rollback", data={"csrf": token}, headers={"origin": ORIGIN})
     assert again.status_code == 403 and "revoked" in again.text
+
+
+def test_a_kept_comparison_is_the_one_computed_afresh(seeded: tuple[Workspace, dict]) -> None:
+    workspace, names = seeded
+    url = f"/evals/{names['evaluation']}?against={names['baseline']}"
+    kept = TestClient(create_app(workspace))
+    first, second = kept.get(url).text, kept.get(url).text
+    fresh = TestClient(create_app(workspace)).get(url).text
+    assert "Release verdict" in first and first == second == fresh
+
+
+def test_comparisons_are_computed_once_per_pair_and_handed_out_as_copies() -> None:
+    calls: list[str] = []
+
+    def compute(name: str) -> Callable[[], dict[str, Any]]:
+        return lambda: calls.append(name) or {"overall": {"accuracy": {"diff": 0.1}}}
+
+    kept = Comparisons(size=2)
+    kept.get(("a", "b"), compute("ab"))["overall"]["accuracy"]["diff"] = 99.0  # a caller's change
+    assert kept.get(("a", "b"), compute("ab")) == {"overall": {"accuracy": {"diff": 0.1}}}
+    kept.get(("a", "c"), compute("ac"))
+    kept.get(("a", "d"), compute("ad"))  # the least recently used pair, (a, b), goes
+    kept.get(("a", "b"), compute("ab"))
+    assert calls == ["ab", "ac", "ad", "ab"]
