@@ -35,7 +35,7 @@ chromium:
 	bash scripts/ensure-chromium.sh
 
 test: install postgres chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check src tests

@@ -25,6 +25,8 @@ from sftline.text.groups import near_duplicate_groups  # noqa: E402
 from sftline.text.minhash import _BUCKET_ALL_PAIRS, ShingleSpec  # noqa: E402
 
 CLINC = Path(__file__).resolve().parents[2] / "examples" / "clinc150"
+# Under pytest-xdist every test of this module runs on one worker: one local Ray instance at a time.
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="module")
