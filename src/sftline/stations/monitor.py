@@ -18,6 +18,7 @@ sample), the labels that came back (feedback and reviews) and the serving model'
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -45,7 +46,6 @@ from sftline.monitoring.webhook import deliver_all
 from sftline.record import queries
 from sftline.record.schema import Prediction, Run
 from sftline.record.workspace import Workspace
-from sftline.serving.log import sampled
 from sftline.stations.check import ENCODER, LazyEncoder
 from sftline.stations.models import find_base_model
 from sftline.stations.versions import load_examples
@@ -328,6 +328,11 @@ def _not_run(
 # --- the review queue ------------------------------------------------------------------------------
 
 
+def _share(key: str) -> float:
+    """A stable point of [0, 1) for `key`: a request is in the audit sample or out, every pass."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
 def review_reason(p: Prediction, cfg: MonitoringConfig) -> str | None:
     """Why a logged answer goes to people, or None."""
     rules = cfg.review
@@ -341,7 +346,7 @@ def review_reason(p: Prediction, cfg: MonitoringConfig) -> str | None:
         and p.confidence < rules.confidence_below
     ):
         return "low_confidence"
-    if sampled(f"{REVIEW_SEED}:{p.request_id}", rules.audit_share):
+    if _share(f"{REVIEW_SEED}:{p.request_id}") < rules.audit_share:
         return "audit"
     return None
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from sftline.record import queries
 from sftline.record.workspace import Workspace
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+from sftline.stations.monitor import utc
 
 
 def item_json(item: Any) -> dict[str, Any]:
@@ -26,8 +22,8 @@ def item_json(item: Any) -> dict[str, Any]:
         "confidence": item.confidence,
         "label": item.label,
         "reviewer": item.reviewer,
-        "served_at": _utc(item.served_at).isoformat(),
-        "labelled_at": _utc(item.labelled_at).isoformat() if item.labelled_at else None,
+        "served_at": utc(item.served_at).isoformat(),
+        "labelled_at": utc(item.labelled_at).isoformat() if item.labelled_at else None,
     }
 
 
