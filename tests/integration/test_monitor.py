@@ -341,7 +341,7 @@ def test_false_alarms_over_repeated_in_domain_samples_stay_within_the_level(
 
     from sftline.monitoring import drift
     from sftline.stations.check import LazyEncoder
-    from sftline.stations.monitor import _tokenizer
+    from sftline.stations.monitor_drift import _tokenizer
 
     run_json(capsys, "models", "pull", "minilm-l6")
     data, domain_of = clinc()

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sftline.record import queries
+from sftline.record.schema import as_utc
 from sftline.record.workspace import Workspace
-from sftline.stations.monitor import utc
 
 
 def item_json(item: Any) -> dict[str, Any]:
@@ -22,8 +22,8 @@ def item_json(item: Any) -> dict[str, Any]:
         "confidence": item.confidence,
         "label": item.label,
         "reviewer": item.reviewer,
-        "served_at": utc(item.served_at).isoformat(),
-        "labelled_at": utc(item.labelled_at).isoformat() if item.labelled_at else None,
+        "served_at": as_utc(item.served_at).isoformat(),
+        "labelled_at": as_utc(item.labelled_at).isoformat() if item.labelled_at else None,
     }
 
 
