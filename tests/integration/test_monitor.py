@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import openai
@@ -464,4 +465,33 @@ def test_a_pass_without_drift_leaves_drift_alerts_and_repeated_labels_add_nothin
     assert again["accepted"] == 4 and again["unchanged"] == 4  # the same labels: nothing new
     later = run_monitor(workspace, window="1h", now=datetime.now(timezone.utc), drift=False)
     assert "retrain:feedback" not in [a["name"] for a in later.fired]
+    workspace.close()
+
+
+@pytest.mark.parametrize("record_url", ["sqlite"], indirect=True)
+def test_reference_embeddings_are_computed_once_per_reference(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from sftline.stations import monitor_drift
+
+    monkeypatch.setattr(
+        monitor_drift, "find_base_model", lambda workspace, name: SimpleNamespace(content_hash="e" * 64)
+    )
+    calls: list[int] = []
+
+    def encode(texts: Any) -> Any:
+        calls.append(len(texts))
+        return np.arange(len(texts) * 4, dtype=np.float32).reshape(len(texts), 4)
+
+    workspace = Workspace.find(project_dir)
+    first = monitor_drift.reference_vectors(workspace, encode, ["a", "b", "c"])
+    again = monitor_drift.reference_vectors(workspace, encode, ["a", "b", "c"])
+    other = monitor_drift.reference_vectors(workspace, encode, ["a", "b"])
+    assert calls == [3, 2] and np.array_equal(first, again) and other.shape == (2, 4)
+    for cached in (project_dir / ".sftline" / "cache" / "embeddings").iterdir():
+        cached.write_bytes(b"not an array")  # a damaged cache file is computed again
+    assert np.array_equal(monitor_drift.reference_vectors(workspace, encode, ["a", "b", "c"]), first)
+    assert calls == [3, 2, 3]
     workspace.close()

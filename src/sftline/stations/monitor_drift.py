@@ -5,6 +5,9 @@ statistics)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -12,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
+from sftline.atomic import write_bytes
 from sftline.data.example import Example
 from sftline.monitoring import drift as tests
 from sftline.monitoring.novel import novel_clusters
@@ -112,6 +117,26 @@ def _reference_answers(
     return rows
 
 
+def reference_vectors(
+    workspace: Workspace, encode: Callable[[Sequence[str]], np.ndarray], texts: list[str]
+) -> np.ndarray:
+    """The reference inputs' embeddings, kept in `.sftline/cache/embeddings/` under a hash of the
+    encoder and the texts: every pass of `sftline monitor` (and `--watch`) embeds the same
+    reference, which is most of a pass's time. A missing or unreadable file is computed again."""
+    encoder = find_base_model(workspace, ENCODER).content_hash
+    key = hashlib.sha256("\n".join([encoder, *texts]).encode()).hexdigest()
+    path = workspace.project.state_dir / "cache" / "embeddings" / f"{key}.npy"
+    with contextlib.suppress(OSError, ValueError):
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.shape[0] == len(texts):
+            return vectors
+    vectors = np.asarray(encode(texts), dtype=np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors, allow_pickle=False)
+    write_bytes(path, buffer.getvalue())
+    return vectors
+
+
 def drift_checks(
     workspace: Workspace,
     serving: Serving,
@@ -182,8 +207,7 @@ def drift_checks(
         )
         say(f"drift: embedding {len(reference) + len(current)} inputs with {ENCODER}")
         encode = LazyEncoder(workspace)
-        vectors = encode([*reference, *current])
-        ref_vec, cur_vec = vectors[: len(reference)], vectors[len(reference) :]
+        ref_vec, cur_vec = reference_vectors(workspace, encode, reference), encode(current)
         results.append(
             tests.embedding_drift(
                 ref_vec,
