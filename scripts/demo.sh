@@ -146,7 +146,7 @@ step "monitoring, calm: 150 in-scope queries like the training data, then sftlin
 sed -i -e 's/^  window: 24h$/  window: 1h/' \
   -e 's/reference: null, reference_on: \[\]/reference: clinc150-train, reference_on: [clinc150-gold]/' \
   -e 's/price_per_hour: 0.0,/price_per_hour: 0.5,/' sftline.yaml
-sed -n '/^monitoring:/,$p' sftline.yaml
+sed -n '/^monitoring:/,/^  webhook_url/p' sftline.yaml
 traffic() {  # traffic.py BATCH: sends the batch, appends request id -> intent to answers.jsonl
   "$PYTHON" - "$PORT" "$KEY" "$CLINC/data_full.json" "$1" <<'PY'
 import json, random, sys
