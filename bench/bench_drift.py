@@ -276,9 +276,7 @@ def naive_token_chi2(
             np.add.at(table[row], column[np.array(t, dtype=int)], 1)
     table = table[:, table.sum(axis=0) > 0]
     statistic, p, _, _ = stats.chi2_contingency(table, correction=False)
-    return drift.DriftResult(
-        "tokens_naive_chi2", "chi2", float(statistic), float(p), 0.05, p < 0.05, None, 0, 0, {}
-    )
+    return drift.DriftResult("tokens_naive_chi2", "chi2", float(statistic), float(p), 0.05, None, 0, 0, {})
 
 
 def draw(

@@ -44,7 +44,7 @@ from sftline.record import queries  # noqa: E402
 from sftline.record.workspace import Workspace  # noqa: E402
 from sftline.stations.monitor import run_monitor  # noqa: E402
 from sftline.ui.app import create_app  # noqa: E402
-from tests.support.big_record import LABELS, MODEL_NAME, SMALL, Scale, seed  # noqa: E402
+from tests.support.big_record import LABELS, MODEL_NAME, SMALL, Scale, error_spike, seed  # noqa: E402
 
 BUDGET_MS = 300.0
 
@@ -80,23 +80,7 @@ def pages(names: dict[str, object]) -> list[str]:
 def add_monitoring(workspace: Workspace, now: datetime, rows: int) -> dict[str, int]:
     """An error spike and two monitoring passes (the first pages, the second resolves), then
     `rows` past reports, resolved alerts and review items."""
-    end = now.replace(second=0, microsecond=0)
-    with workspace.record.session() as session:
-        spike = {"status_counts": {"500": 600}, "latency_buckets": {"50": 600}, "latency_sum_ms": 18_000.0}
-        queries.add_serving_minutes(
-            session,
-            [
-                {
-                    "minute": end - timedelta(minutes=m),
-                    "model_name": MODEL_NAME,
-                    "model_version": f"{MODEL_NAME}@3",
-                    "route": "production",
-                    "requests": 600,
-                    **spike,
-                }
-                for m in range(20)
-            ],  # fmt: skip
-        )
+    error_spike(workspace, now.replace(second=0, microsecond=0))
     first = run_monitor(workspace, model_name=MODEL_NAME, window="1h", now=now, drift=False)
     calm = run_monitor(
         workspace, model_name=MODEL_NAME, window="1h", now=now + timedelta(hours=2), drift=False

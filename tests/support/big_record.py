@@ -73,6 +73,27 @@ SMALL = Scale(
 )
 
 
+def error_spike(workspace: Workspace, end: datetime, minutes: int = 20) -> None:
+    """`minutes` minutes up to `end` in which every one of 600 requests a minute failed (500)."""
+    from sftline.record import queries
+
+    rows = [
+        {
+            "minute": end - timedelta(minutes=m),
+            "model_name": MODEL_NAME,
+            "model_version": f"{MODEL_NAME}@3",
+            "route": "production",
+            "requests": 600,
+            "status_counts": {"500": 600},
+            "latency_buckets": {"50": 600},
+            "latency_sum_ms": 600 * 30.0,
+        }
+        for m in range(minutes)
+    ]
+    with workspace.record.session() as session:
+        queries.add_serving_minutes(session, rows)
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

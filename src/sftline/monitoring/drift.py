@@ -57,8 +57,6 @@ class DriftResult:
     """None when skipped."""
     alpha: float
     """The level this test was run at."""
-    drifted: bool
-    """p_value < alpha and, where a floor applies (PSI), the effect reached it."""
     effect: float | None
     """How large the shift is: PSI for one-number distributions, Jensen-Shannon distance for
     tokens and labels, out-of-fold AUC - 0.5 of a classifier telling the samples apart for
@@ -73,15 +71,20 @@ class DriftResult:
     """The floor the effect must reach as well (`min_psi`); None where none applies."""
 
     def fires_at(self, alpha: float) -> bool:
-        """Whether this result says "drifted" at level `alpha` (`drifted` is this at `self.alpha`):
-        one run of a test serves both its own level and the family's."""
+        """Whether this result says "drifted" at level `alpha`: one run of a test serves both its
+        own level and the family's."""
         if self.skipped is not None or self.p_value is None:
             return False
         floor_met = self.min_effect is None or (self.effect is not None and self.effect >= self.min_effect)
         return self.p_value < alpha and floor_met
 
+    @property
+    def drifted(self) -> bool:
+        """p_value < alpha and, where a floor applies (PSI), the effect reached it."""
+        return self.fires_at(self.alpha)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"drifted": self.drifted}
 
 
 def bonferroni(alpha_family: float, tests: int) -> float:
@@ -178,7 +181,6 @@ def _ks_psi(
         statistic=float(ks.statistic),
         p_value=p,
         alpha=alpha,
-        drifted=p < alpha and index >= min_psi,
         effect=index,
         n_reference=ref.size,
         n_current=cur.size,
@@ -247,7 +249,6 @@ def token_drift(
         statistic=observed,
         p_value=p,
         alpha=alpha,
-        drifted=p < alpha,
         effect=observed,
         n_reference=len(ref),
         n_current=len(cur),
@@ -336,7 +337,6 @@ def label_drift(
         statistic=statistic,
         p_value=p,
         alpha=alpha,
-        drifted=p < alpha,
         effect=float(_js_distance(ref_counts[None, :], cur_counts[None, :])[0]),
         n_reference=n_ref,
         n_current=n_cur,
@@ -397,7 +397,6 @@ def embedding_drift(
         statistic=observed,
         p_value=p,
         alpha=alpha,
-        drifted=p < alpha,
         effect=auc - 0.5,
         n_reference=n_ref,
         n_current=n_cur,
@@ -487,7 +486,6 @@ def calibration_drift(
         statistic=observed,
         p_value=p,
         alpha=alpha,
-        drifted=p < alpha,
         effect=observed,
         n_reference=ref_conf.size,
         n_current=cur_conf.size,
@@ -551,7 +549,7 @@ def _too_small(n_ref: int, n_cur: int, min_samples: int) -> str | None:
 
 
 def _skipped(name: str, test: str, alpha: float, n_ref: int, n_cur: int, reason: str) -> DriftResult:
-    return DriftResult(name, test, 0.0, None, alpha, False, None, n_ref, n_cur, {}, skipped=reason)
+    return DriftResult(name, test, 0.0, None, alpha, None, n_ref, n_cur, {}, skipped=reason)
 
 
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -27,6 +27,15 @@ def parse_duration(text: str | float | int) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """`parse_duration`'s inverse: a duration in its largest unit that divides it whole (`3600.0`
+    is `1h`, `5400.0` is `90m`), so alert names made from windows stay the same pass after pass."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _duration(value: str | float | int) -> str | float | int:
     parse_duration(value)
     return value

@@ -47,6 +47,7 @@ from sftline.record.schema import (
     Split,
     StageChange,
     StationRun,
+    as_utc,
 )
 
 MAX_VERSION_NUMBER = 2**31 - 1
@@ -738,7 +739,7 @@ def add_predictions(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk insert into the prediction log: dicts of `Prediction`'s columns, `at` an aware datetime
     (stored in UTC); the columns of `PREDICTION_OPTIONAL` and `extra` may be left out."""
     if rows:
-        filled = [{**PREDICTION_OPTIONAL, "extra": {}, **row, "at": _utc(row["at"])} for row in rows]
+        filled = [{**PREDICTION_OPTIONAL, "extra": {}, **row, "at": as_utc(row["at"])} for row in rows]
         session.execute(insert(Prediction), filled)
 
 
@@ -752,7 +753,7 @@ def predictions(
     """Logged predictions, newest first: at or after `since`, of `model_name`, at most `limit`."""
     query = select(Prediction).order_by(Prediction.at.desc(), Prediction.id.desc())
     if since is not None:
-        query = query.where(Prediction.at >= _utc(since))
+        query = query.where(Prediction.at >= as_utc(since))
     if model_name is not None:
         query = query.where(Prediction.model_name == model_name)
     return list(session.scalars(query.limit(limit) if limit is not None else query))
@@ -836,7 +837,7 @@ def served_predictions(session: Session, request_ids: Iterable[str]) -> dict[str
 
 def add_feedback(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Feedback), [{**row, "at": _utc(row["at"])} for row in rows])
+        session.execute(insert(Feedback), [{**row, "at": as_utc(row["at"])} for row in rows])
 
 
 def feedback(
@@ -848,7 +849,7 @@ def feedback(
     if model_name is not None:
         query = query.where(Feedback.model_name == model_name)
     if since is not None:
-        query = query.where(Feedback.at >= _utc(since))
+        query = query.where(Feedback.at >= as_utc(since))
     return list(session.scalars(query))
 
 
@@ -921,7 +922,7 @@ def review_items_by_request(session: Session, request_ids: Iterable[str]) -> dic
 
 def queued_since(session: Session, since: datetime, *, model_name: str | None = None) -> int:
     """Review items made from requests served at or after `since`."""
-    query = select(func.count()).select_from(ReviewItem).where(ReviewItem.served_at >= _utc(since))
+    query = select(func.count()).select_from(ReviewItem).where(ReviewItem.served_at >= as_utc(since))
     if model_name is not None:
         query = query.where(ReviewItem.model_name == model_name)
     return int(session.scalar(query) or 0)
@@ -932,7 +933,7 @@ def logged_since(session: Session, since: datetime, *, model_name: str | None = 
     query = (
         select(func.count())
         .select_from(Prediction)
-        .where(Prediction.at >= _utc(since), Prediction.route != "shadow", Prediction.status_code == 200)
+        .where(Prediction.at >= as_utc(since), Prediction.route != "shadow", Prediction.status_code == 200)
     )
     if model_name is not None:
         query = query.where(Prediction.model_name == model_name)
@@ -1022,13 +1023,7 @@ def _serving_key(row: dict[str, Any]) -> tuple[datetime, str, str]:
 
 
 def _minute_start(moment: datetime) -> datetime:
-    return _utc(moment).replace(second=0, microsecond=0)
-
-
-def _utc(moment: datetime) -> datetime:
-    """`moment` in UTC; a naive one is taken as UTC already. SQLite stores a datetime's wall time
-    without its zone, so every moment the record compares is written in one zone."""
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return as_utc(moment).replace(second=0, microsecond=0)
 
 
 # --- the dashboard ---

@@ -6,6 +6,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
+from sftline.monitoring.settings import format_duration
 from sftline.reports.svg import bar_chart, reliability_diagram
 
 TEMPLATE = """<!doctype html>
@@ -86,14 +87,6 @@ def _sci(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
-def span(seconds: float) -> str:
-    """A duration in its largest whole unit: `3600.0` is `1h`, `259200.0` is `3d`."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
 def _bucket_order(key: str) -> float:
     return float("inf") if key == "+Inf" else float(key)
 
@@ -149,6 +142,6 @@ def render_monitor_report(report: dict[str, Any], report_id: int | None = None) 
         pct=_pct,
         num=_num,
         sci=_sci,
-        span=span,
+        span=format_duration,
         report_id=report_id if report_id is not None else "",
     )

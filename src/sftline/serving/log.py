@@ -9,7 +9,6 @@ logs it) also keeps its prompt and answer, redacted by the PII gate's detectors.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sftline.gates.pii import redact
 from sftline.record import queries
 from sftline.record.schema import latency_bucket
 from sftline.record.workspace import Workspace
+from sftline.text.share import stable_share
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def sampled(request_id: str, share: float) -> bool:
     """Whether a request's texts are logged: a stable choice by its id."""
     if share <= 0:
         return False
-    return int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64 < share
+    return stable_share(request_id) < share
 
 
 @dataclass

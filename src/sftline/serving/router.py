@@ -9,7 +9,6 @@ user in [0, 1); users below the share get the canary, so one user sees one model
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from sftline.errors import ModelError
 from sftline.record.workspace import Workspace
 from sftline.serving.config import Deployments, RemoteBackend
+from sftline.text.share import stable_share
 
 log = logging.getLogger("sftline.serve")
 
@@ -45,11 +45,6 @@ class Target:
     model_hash: str
     folder: Path | None
     remote: RemoteBackend | None = None
-
-
-def share_of(key: str) -> float:
-    """A stable place in [0, 1) for a user: the first 8 bytes of sha256, as a fraction."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
 
 class Router:
@@ -150,7 +145,7 @@ class Router:
             return self._direct(requested, served=self.name)
         production = stages.get("production")
         canary = stages.get("canary")
-        if canary is not None and (production is None or share_of(user) < self.deployments.canary_share):
+        if canary is not None and (production is None or stable_share(user) < self.deployments.canary_share):
             return canary
         if production is None:
             raise UnknownModel(f"{self.name} has no production version yet: `sftline models promote`")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sftline.monitoring.settings import MonitoringConfig
+from sftline.monitoring.settings import MonitoringConfig, format_duration
 from sftline.monitoring.webhook import deliver_all
 from sftline.record import queries
 from sftline.record.schema import as_utc
@@ -33,26 +33,19 @@ def burn_conditions(slos: list[dict[str, Any]]) -> list[Condition]:
     for slo in slos:
         for check in slo["burn"]:
             if check["firing"]:
-                window = f"{_span(check['long_s'])}/{_span(check['short_s'])}"
+                window = f"{format_duration(check['long_s'])}/{format_duration(check['short_s'])}"
                 out.append(
                     Condition(
                         "slo_burn",
                         f"{slo['slo']}:{check['severity']}:{window}",
                         check["severity"],
                         f"SLO {slo['slo']} burns its error budget {check['burn_long']:.1f}x over "
-                        f"{_span(check['long_s'])} and {check['burn_short']:.1f}x over "
-                        f"{_span(check['short_s'])} (limit {check['factor']:g}x)",
+                        f"{format_duration(check['long_s'])} and {check['burn_short']:.1f}x over "
+                        f"{format_duration(check['short_s'])} (limit {check['factor']:g}x)",
                         check | {"sli": slo["sli"]},
                     )
                 )
     return out
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def drift_conditions(drift: dict[str, Any]) -> list[Condition]:

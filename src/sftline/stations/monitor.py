@@ -18,7 +18,6 @@ sample), the labels that came back (feedback and reviews) and the serving model'
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from sftline.stations.alerts import (
     trigger_conditions,
 )
 from sftline.stations.monitor_drift import drift_checks, find_serving
+from sftline.text.share import stable_share
 
 Progress = Callable[[str], None]
 MAX_LOGGED = 50_000
@@ -73,11 +73,6 @@ class Pass:
 # --- the review queue ------------------------------------------------------------------------------
 
 
-def _share(key: str) -> float:
-    """A stable point of [0, 1) for `key`: a request is in the audit sample or out, every pass."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-
-
 def review_reason(p: Prediction, cfg: MonitoringConfig) -> str | None:
     """Why a logged answer goes to people, or None."""
     rules = cfg.review
@@ -91,7 +86,7 @@ def review_reason(p: Prediction, cfg: MonitoringConfig) -> str | None:
         and p.confidence < rules.confidence_below
     ):
         return "low_confidence"
-    if _share(f"{REVIEW_SEED}:{p.request_id}") < rules.audit_share:
+    if stable_share(f"{REVIEW_SEED}:{p.request_id}") < rules.audit_share:
         return "audit"
     return None
 

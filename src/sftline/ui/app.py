@@ -23,8 +23,8 @@ from fastapi.templating import Jinja2Templates
 
 from sftline.config import Project
 from sftline.errors import SftlineError
+from sftline.monitoring.settings import format_duration
 from sftline.record.workspace import Workspace
-from sftline.reports.monitor import span
 from sftline.serving.keys import hash_key
 from sftline.stations.feedback import known_labels
 from sftline.stations.registry import promote, rollback
@@ -75,7 +75,7 @@ def create_app(workspace: Workspace) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(
-        when=when, short=short, figure=figure, percent=_percent, quote=quote, span=span
+        when=when, short=short, figure=figure, percent=_percent, quote=quote, span=format_duration
     )
     sessions = auth.Sessions()
     comparisons = eval_views.Comparisons()

@@ -22,7 +22,7 @@ from sftline.record.workspace import Workspace
 from sftline.serving.keys import create_key
 from sftline.stations.monitor import run_monitor, summary_of
 from sftline.ui.app import create_app
-from tests.support.big_record import LABELS, MODEL_NAME, SMALL, seed
+from tests.support.big_record import LABELS, MODEL_NAME, SMALL, error_spike, seed
 
 ORIGIN = "http://testserver"
 NOW = datetime(2026, 12, 2, 12, 0, 30, tzinfo=timezone.utc)
@@ -37,24 +37,8 @@ def monitored(tmp_path: Path) -> Iterator[tuple[Workspace, dict[str, Any]]]:
     project = init_project(tmp_path / "p", task="classify", labels=list(LABELS), abstention="oos")
     with Workspace.open(project) as workspace:
         seed(workspace, SMALL, now=NOW)
-        end = NOW.replace(second=0)
+        error_spike(workspace, NOW.replace(second=0))
         with workspace.record.session() as session:
-            queries.add_serving_minutes(
-                session,
-                [
-                    {
-                        "minute": end - timedelta(minutes=m),
-                        "model_name": MODEL_NAME,
-                        "model_version": f"{MODEL_NAME}@3",
-                        "route": "production",
-                        "requests": 600,
-                        "status_counts": {"500": 600},
-                        "latency_buckets": {"50": 600},
-                        "latency_sum_ms": 600 * 30.0,
-                    }
-                    for m in range(20)
-                ],
-            )
             queries.add_predictions(
                 session,
                 [
