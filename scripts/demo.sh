@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CLINC="$ROOT/examples/clinc150"
 # The demo's sizes (README, "Full-size run"): passes of the classifier's training (empty: the
 # recipe's default), SmolLM2 LoRA steps and the generations its evaluation samples.
-DEMO_CLS_EPOCHS=${DEMO_CLS_EPOCHS-3}
+DEMO_CLS_EPOCHS=${DEMO_CLS_EPOCHS-2}
 PYTHON="$(dirname "$SFTLINE")/python"
 
 # Each header says how long the demo has run (bash's SECONDS).
@@ -40,7 +40,7 @@ line:
   mix: {from: [clinc150-train], weights: "domain=banking:0.15,*:0.85", total: 5000, seed: 7, name: clinc150-mix}
   # MiniLM-L6 as a 151-way intent classifier with the task's default recipe (full fine-tuning,
   # mean pooling, 32 examples a step, lr 2e-4) except for the demo's size: DEMO_CLS_EPOCHS passes
-  # (3 unless set; set it empty for the recipe's own count, 10 here). The gold set is its holdout:
+  # (2 unless set; set it empty for the recipe's own count, 10 here). The gold set is its holdout:
   # the best checkpoint, the temperature and the out-of-scope threshold are chosen there
   train: {base: minilm-l6, data: clinc150-mix, task: classify, eval_on: clinc150-gold, seed: 7${DEMO_CLS_EPOCHS:+, epochs: $DEMO_CLS_EPOCHS}}
   # the classifier on the test split and the banking holdout, against zero-shot MiniLM: may it ship?
@@ -98,10 +98,10 @@ step "by hand beside the line: SmolLM2-135M-Instruct, LoRA, answering with the i
 step "runs"
 "$SFTLINE" runs list
 
-step "evaluation of the SmolLM2 LoRA run on a ${DEMO_LM_EVAL:-200}-example sample of the test split: answers constrained to the contract's labels (the default), then free"
-"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-200} --max-new-tokens 12 --no-base \
+step "evaluation of the SmolLM2 LoRA run on a ${DEMO_LM_EVAL:-100}-example sample of the test split: answers constrained to the contract's labels (the default), then free"
+"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-100} --max-new-tokens 12 --no-base \
   --html eval-smollm2.html
-"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-200} --max-new-tokens 12 --no-base \
+"$SFTLINE" eval run-0002 --on clinc150-test --sample ${DEMO_LM_EVAL:-100} --max-new-tokens 12 --no-base \
   --no-constrain --json | "$PYTHON" -c '
 import json, sys
 m = json.load(sys.stdin)["sections"][0]["metrics"]["overall"]
