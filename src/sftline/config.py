@@ -375,6 +375,11 @@ class Project:
         return self.state_dir / "cache" / "models"
 
     @property
+    def embeddings_cache_dir(self) -> Path:
+        """Embeddings `sftline monitor` keeps of its reference inputs (`<hash>.npy`)."""
+        return self.state_dir / "cache" / "embeddings"
+
+    @property
     def runs_dir(self) -> Path:
         """Training runs' folders: `runs/<run name>/` (checkpoints, model, manifest)."""
         return self.state_dir / "runs"

@@ -125,7 +125,7 @@ def reference_vectors(
     reference, which is most of a pass's time. A missing or unreadable file is computed again."""
     encoder = find_base_model(workspace, ENCODER).content_hash
     key = hashlib.sha256("\n".join([encoder, *texts]).encode()).hexdigest()
-    path = workspace.project.state_dir / "cache" / "embeddings" / f"{key}.npy"
+    path = workspace.project.embeddings_cache_dir / f"{key}.npy"
     with contextlib.suppress(OSError, ValueError):
         vectors = np.load(path, allow_pickle=False)
         if vectors.shape[0] == len(texts):
